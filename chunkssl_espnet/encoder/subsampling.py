@@ -1,0 +1,54 @@
+"""Causal 4x convolutional sub-sampling.
+
+Two 3x3 convolutions of stride 2, each padded by one frame on the left in time only, so that encoder
+frame ``j`` depends on fbank frames ``4j-3 .. 4j+3`` and never on a later 4-frame block: chunk
+boundaries in encoder frames are chunk boundaries in fbank frames, which makes copy-and-append and
+streaming exact. ``T' = T // 4``.
+
+A segment that starts at encoder frame ``j0 > 0`` is sub-sampled exactly by prepending the
+``LEFT_CONTEXT = 4`` preceding fbank frames and dropping the first output (see
+:func:`Conv2dSubsampling4.forward_segment`).
+"""
+
+import torch
+import torch.nn.functional as F
+
+LEFT_CONTEXT = 4  # fbank frames a segment needs from the left to be sub-sampled exactly
+
+
+class Conv2dSubsampling4(torch.nn.Module):
+    """(B, T, F) fbank -> (B, T // 4, D)."""
+
+    def __init__(self, input_size: int, output_size: int, dropout_rate: float = 0.0):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(1, output_size, 3, stride=2)
+        self.conv2 = torch.nn.Conv2d(output_size, output_size, 3, stride=2)
+        freq = ((input_size - 1) // 2 - 1) // 2
+        if freq < 1:
+            raise ValueError(f"input_size {input_size} is too small for 4x sub-sampling")
+        self.out = torch.nn.Linear(output_size * freq, output_size)
+        self.dropout = torch.nn.Dropout(dropout_rate)
+
+    @staticmethod
+    def output_length(lengths: torch.Tensor) -> torch.Tensor:
+        return torch.div(lengths, 4, rounding_mode="floor")
+
+    def forward(self, xs: torch.Tensor) -> torch.Tensor:
+        """Args: xs (B, T, F). Returns (B, T // 4, D)."""
+        x = xs.unsqueeze(1)  # (B, 1, T, F)
+        x = torch.relu(self.conv1(F.pad(x, (0, 0, 1, 0))))
+        x = torch.relu(self.conv2(F.pad(x, (0, 0, 1, 0))))
+        b, c, t, f = x.shape
+        x = self.out(x.transpose(1, 2).reshape(b, t, c * f))
+        return self.dropout(x)
+
+    def forward_segment(self, context: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+        """Sub-sample a segment that does not start at the beginning of the utterance.
+
+        Args:
+            context: (B, LEFT_CONTEXT, F) the fbank frames just before the segment.
+            xs: (B, T, F) the segment, T a multiple of 4 for all outputs to be whole.
+        Returns:
+            (B, T // 4, D), equal to the matching frames of a full-utterance forward.
+        """
+        return self.forward(torch.cat([context, xs], dim=1))[:, 1:]
