@@ -8,11 +8,11 @@ inference. Every frame carries three integers:
 * ``stream``: 0 for the base stream, ``k >= 1`` for the k-th appended copy (copy-and-append),
 * validity: whether the frame is real or padding (keys only).
 
-A query sees a key iff the key is valid, and either the key is a base frame of an earlier chunk or both
-sit in the same block (same stream and same chunk); with ``num_left_chunks >= 0`` the key's chunk must
-also be at most ``num_left_chunks`` chunks back. Without copies this is the usual chunk-causal mask
-``key_chunk <= query_chunk``. Masks are additive (0 or a large negative number), never
-multiplicative.
+A query sees a key iff the key is valid, and either the key is a base frame of an earlier chunk or
+both sit in the same block (same stream and same chunk); with ``num_left_chunks >= 0`` the key's
+chunk must also be at most ``num_left_chunks`` chunks back. Without copies this is the usual
+chunk-causal mask ``key_chunk <= query_chunk``. Masks are additive (0 or a large negative number),
+never multiplicative.
 """
 
 from typing import List, Optional, Sequence, Tuple
@@ -113,7 +113,8 @@ def sample_chunk_config(
     """Draw the chunk size and left chunks of one batch (dynamic chunk training).
 
     Returns:
-        (chunk_size, num_left_chunks): chunk_size -1 means full context; num_left_chunks -1 means all.
+        (chunk_size, num_left_chunks): chunk_size -1 means full context; num_left_chunks -1
+        means all.
     """
     u = torch.rand((), generator=generator).item()
     if u < full_context_prob or not chunk_sizes:

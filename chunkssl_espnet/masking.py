@@ -1,11 +1,12 @@
 """Span masking inside chunks (docs/method.md section 5).
 
 Spans of ``span`` encoder frames (4 = 16 fbank frames = 160 ms) are masked on the normalised fbank
-before sub-sampling and filled with N(0, 0.1^2) noise. In each predicted chunk of ``n`` valid frames,
-``m = floor(ratio * n + u)`` frames are masked (u ~ U(0, 1): stochastic rounding keeps the expected
-ratio exact for small chunks), capped at ``n - 1`` so that at least one frame stays unmasked. Frames
-of a chunk are grouped into spans at a random phase, the spans are ranked at random, and the first
-``m`` frames in that order are masked, so masks are whole spans except the last one.
+before sub-sampling and filled with N(0, 0.1^2) noise. In each predicted chunk of ``n`` valid
+frames, ``m = floor(ratio * n + u)`` frames are masked (u ~ U(0, 1): stochastic rounding keeps the
+expected ratio exact for small chunks), capped at ``n - 1`` so that at least one frame stays
+unmasked. Frames of a chunk are grouped into spans at a random phase, the spans are ranked at
+random, and the first ``m`` frames in that order are masked, so masks are whole spans
+except the last one.
 """
 
 from typing import Optional

@@ -1,9 +1,9 @@
 """Relative positional multi-head self-attention over arbitrary positions.
 
 Transformer-XL style scores ``(q + u) k^T + (q + v) p(pos_q - pos_k)^T`` where ``p`` is a projected
-sinusoid of the relative distance. Positions are given per frame instead of assumed contiguous, so the
-appended copies of copy-and-append keep the positions of the frames they copy, and a streaming chunk
-sees its cached keys at their true distance. Distances are looked up by gather, not by the
+sinusoid of the relative distance. Positions are given per frame instead of assumed contiguous, so
+the appended copies of copy-and-append keep the positions of the frames they copy, and a streaming
+chunk sees its cached keys at their true distance. Distances are looked up by gather, not by the
 "rel_shift" trick that needs contiguous positions.
 """
 

@@ -72,7 +72,9 @@ class ChunkConformerEncoder(AbsEncoder):
     ):
         super().__init__()
         if preset is not None and preset not in ENCODER_PRESETS:
-            raise ValueError(f"unknown encoder preset {preset!r}; choose from {list(ENCODER_PRESETS)}")
+            raise ValueError(
+                f"unknown encoder preset {preset!r}; choose from {list(ENCODER_PRESETS)}"
+            )
         sizes = dict(ENCODER_PRESETS[preset or "tiny"])
         given = dict(output_size=output_size, attention_heads=attention_heads,
                      linear_units=linear_units, num_blocks=num_blocks,

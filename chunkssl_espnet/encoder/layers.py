@@ -1,7 +1,7 @@
 """Conformer block with chunk-masked relative attention and a stream-aware causal convolution."""
 
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -104,7 +104,9 @@ class CausalConvModule(torch.nn.Module):
 class ConformerLayer(torch.nn.Module):
     """Macaron Conformer block: FFN/2, MHSA, convolution, FFN/2, LayerNorm."""
 
-    def __init__(self, d: int, heads: int, units: int, kernel: int, dropout: float, att_dropout: float):
+    def __init__(
+        self, d: int, heads: int, units: int, kernel: int, dropout: float, att_dropout: float
+    ):
         super().__init__()
         self.ff1 = FeedForward(d, units, dropout)
         self.ff2 = FeedForward(d, units, dropout)
