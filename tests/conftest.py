@@ -1,0 +1,21 @@
+"""Shared fixtures of the test suite."""
+
+from pathlib import Path
+
+import pytest
+
+LIBRIVOX_DIR = Path("/usr/share/pocketsphinx/test/data/librivox")
+
+
+@pytest.fixture(scope="session")
+def librivox_dir() -> Path:
+    """The 5 real LibriVox utterances (16 kHz mono wav, with a ``transcription`` file) of the
+    Debian package pocketsphinx-testdata; the test is skipped when it is not installed."""
+    wavs = sorted(LIBRIVOX_DIR.glob("*.wav"))
+    if len(wavs) < 5 or not (LIBRIVOX_DIR / "transcription").is_file():
+        pytest.skip(
+            f"needs the LibriVox test utterances in {LIBRIVOX_DIR} from the Debian package "
+            "pocketsphinx-testdata: install it with 'sudo apt-get install pocketsphinx-testdata' "
+            "(tools/setup_venv.sh does this when run as root)"
+        )
+    return LIBRIVOX_DIR
