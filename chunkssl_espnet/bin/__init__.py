@@ -1,0 +1,1 @@
+"""Entry points: python -m chunkssl_espnet.bin.<name>."""
