@@ -1,9 +1,10 @@
 """Chunk SSL model: ESPnet's SSL model with FSQ targets, chunk masking and copy-and-append.
 
-One training step (docs/method.md sections 3 to 7): fbank and global MVN; FSQ group targets from the
-frozen tokenizer on the clean features; a chunk size (and left chunks) drawn per batch by the encoder;
-span masks inside every chunk; one copy-and-append pass (or, for a full-context batch, one pass on the
-masked utterance); the group masked prediction loss on the masked frames of the copies.
+One training step (docs/method.md sections 3 to 7): fbank and global MVN; FSQ group targets from
+the frozen tokenizer on the clean features; a chunk size (and left chunks) drawn per batch by the
+encoder; span masks inside every chunk; one copy-and-append pass (or, for a full-context batch, one
+pass on the masked utterance); the group masked prediction loss on the masked frames of the
+copies.
 """
 
 from typing import Dict, List, Optional, Set, Tuple, Union
@@ -58,7 +59,9 @@ class ChunkSSLModel(ESPnetSSLModel):
                          util_attributes, required_inputs, util_modules,
                          token_list=list(token_list or ["<unk>"]), **kwargs)
         if not isinstance(encoder, ChunkConformerEncoder):
-            raise ValueError(f"Chunk SSL needs encoder: chunk_conformer, got {type(encoder).__name__}")
+            raise ValueError(
+                f"Chunk SSL needs encoder: chunk_conformer, got {type(encoder).__name__}"
+            )
         if preencoder is not None or specaug is not None:
             raise ValueError("Chunk SSL masks the fbank itself: use no preencoder and no specaug")
         group_losses = [x for x in losses if isinstance(x, GroupMaskedPredictionLoss)]
@@ -69,8 +72,8 @@ class ChunkSSLModel(ESPnetSSLModel):
         for loss in group_losses if self.tokenizer is not None else []:
             if list(loss.levels) != list(self.tokenizer.levels):
                 raise ValueError(
-                    f"loss levels {loss.levels} differ from the tokenizer's {self.tokenizer.levels} "
-                    f"({tokenizer_dir}); set loss conf levels to match"
+                    f"loss levels {loss.levels} differ from the tokenizer's "
+                    f"{self.tokenizer.levels} ({tokenizer_dir}); set loss conf levels to match"
                 )
         self.group_size = group_losses[0].group_size
         self.mask_ratio = mask_ratio
