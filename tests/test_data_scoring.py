@@ -1,0 +1,67 @@
+"""Scoring against hand-computed values: WER with a missing hypothesis, AL, BLEU, results table."""
+
+from pathlib import Path
+
+import pytest
+
+from chunkssl_espnet.data.datadir import DataDirError
+from chunkssl_espnet.data.scoring import (
+    average_lagging,
+    score_bleu,
+    score_wer,
+    write_results_table,
+)
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_wer_counts_missing_hypothesis_as_deletions(tmp_path: Path) -> None:
+    ref = write(tmp_path / "ref", "u1 A B C D\nu2 E F G\nu3 H I\n")
+    hyp = write(tmp_path / "hyp", "u1 A X C D E\nu2 E G\nu9 Z\n")
+    # u1: B->X substitution + inserted E; u2: F deleted; u3 missing: H, I deleted. N = 9.
+    r = score_wer(ref, hyp)
+    assert (r["substitutions"], r["deletions"], r["insertions"], r["hits"]) == (1, 3, 1, 5)
+    assert r["num_ref"] == 9 and r["num_utts"] == 3
+    assert r["wer"] == pytest.approx(100 * 5 / 9)
+    assert r["missing"] == ["u3"] and r["extra"] == ["u9"]
+    assert r["sentence_errors"] == 3
+
+
+def test_cer_and_empty_reference(tmp_path: Path) -> None:
+    ref = write(tmp_path / "ref", "u1 AB C\n")
+    r = score_wer(ref, write(tmp_path / "hyp", "u1 AB D\n"), unit="char")
+    assert (r["num_ref"], r["substitutions"]) == (4, 1)  # "A", "B", " ", "C"
+    with pytest.raises(DataDirError, match="empty reference for utterance 'u2'"):
+        score_wer(write(tmp_path / "bad", "u1 A\nu2\n"), ref)
+
+
+def test_average_lagging_by_hand() -> None:
+    # |X| = 1000 ms, |Y| = 4, so (i - 1) / gamma = 0, 250, 500; tau = 3 (first d_i >= |X|).
+    assert average_lagging([200, 400, 1000, 1000], 1000) == pytest.approx((200 + 150 + 500) / 3)
+    # With the reference length |Y| = 2: (i - 1) / gamma = 0, 500, 1000.
+    assert average_lagging([200, 400, 1000, 1000], 1000, 2) == pytest.approx((200 - 100 + 0) / 3)
+    # wait-3 on 5 source and 5 target words has AL = 3.
+    assert average_lagging([3, 4, 5, 5, 5], 5) == pytest.approx(3.0)
+    assert average_lagging([1200, 1300], 1000) == 1200  # first delay beyond the source
+    with pytest.raises(ValueError, match="empty delays"):
+        average_lagging([], 1000)
+
+
+def test_bleu(tmp_path: Path) -> None:
+    ref = write(tmp_path / "ref", "u1 the cat sat on the mat\nu2 a dog ran in the park\n")
+    assert score_bleu(ref, ref)["bleu"] == pytest.approx(100.0)
+    r = score_bleu(ref, write(tmp_path / "hyp", "u1 the cat sat on the mat\n"))
+    assert r["missing"] == ["u2"] and 0 < r["bleu"] < 100
+    assert "13a" in r["signature"]
+
+
+def test_results_table(tmp_path: Path) -> None:
+    rows = [{"model": "scratch", "WER": 12.345}, {"model": "ssl | fsq", "WER": 9.0, "AL": 320}]
+    path = write_results_table(rows, tmp_path / "RESULTS.md", title="mini")
+    assert path.read_text() == (
+        "## mini\n\n| model | WER | AL |\n|---|---|---|\n| scratch | 12.35 |  |\n"
+        "| ssl \\| fsq | 9.00 | 320 |\n"
+    )
