@@ -1,0 +1,22 @@
+"""Offline ST decoding: ESPnet's st_inference (beam search) on a Chunk SSL model.
+
+All of ESPnet's options apply. Ours: ``--decoding_chunk_size N`` (encoder frames, -1 = full
+context) and ``--num_decoding_left_chunks M`` set the encoder's chunk mask for this decoding.
+"""
+
+import sys
+from typing import List, Optional
+
+import chunkssl_espnet.espnet_plugin  # noqa: F401  (registers our classes)
+from chunkssl_espnet.bin.chunk_override import split_chunk_options
+
+
+def main(cmd: Optional[List[str]] = None) -> None:
+    from espnet2.bin.st_inference import main as espnet_main
+
+    argv, _ = split_chunk_options(list(sys.argv[1:] if cmd is None else cmd), "--st_train_config")
+    espnet_main(argv)
+
+
+if __name__ == "__main__":
+    main()
