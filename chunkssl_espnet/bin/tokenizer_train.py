@@ -63,6 +63,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--group_size", type=int, default=3, help="for the usage report")
     parser.add_argument("--max_utts", type=int, default=None, help="use the first N utterances")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--num_threads", type=int, default=1, help="CPU threads (the models are tiny: 1 is best)"
+    )
     return parser
 
 
@@ -195,6 +198,7 @@ def run(args: argparse.Namespace) -> dict:
 
 def main(cmd: Optional[Sequence[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
+    torch.set_num_threads(max(1, args.num_threads))
     try:
         run(args)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
