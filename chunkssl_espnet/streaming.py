@@ -1,0 +1,237 @@
+"""Streaming speech recognition with a Chunk SSL model (docs/method.md section 9).
+
+``Speech2TextStreaming`` takes raw 16 kHz audio in pieces of any size, computes Kaldi fbank
+incrementally (frame-local, so it equals the offline fbank), runs the chunked Conformer chunk by
+chunk with batched caches (chunk size and left chunks chosen at decode time), updates a CTC prefix
+beam search after every chunk (partial hypotheses) and, at the end of the utterance, rescores the
+n-best with the attention decoder. ``reset()`` prepares it for the next utterance. With the chunk
+size and left chunks used offline, its encoder output equals the offline encoder's under the same
+chunk mask, so CTC greedy output matches offline CTC greedy output token for token.
+"""
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Union
+
+import numpy as np
+import torch
+
+from chunkssl_espnet.ctc_search import CTCPrefixBeamSearch
+from chunkssl_espnet.encoder import ChunkConformerEncoder
+from chunkssl_espnet.encoder.subsampling import LEFT_CONTEXT
+from chunkssl_espnet.features import HOP_SAMPLES, SAMPLE_RATE, WINDOW_SAMPLES, kaldi_fbank
+from chunkssl_espnet.frontend import KaldiFbankFrontend
+
+SUBSAMPLING = 4
+FRAME_SHIFT_S = HOP_SAMPLES / SAMPLE_RATE
+
+
+@dataclass
+class ChunkRecord:
+    """One chunk's partial result: where its audio ended and how long after that it came out."""
+
+    audio_end_s: float
+    latency_ms: float
+    partial: str
+
+
+@dataclass
+class StreamStats:
+    audio_s: float = 0.0
+    compute_s: float = 0.0
+    chunks: List[ChunkRecord] = field(default_factory=list)
+
+    @property
+    def rtf(self) -> float:
+        return self.compute_s / self.audio_s if self.audio_s > 0 else 0.0
+
+
+class Speech2TextStreaming:
+    """Chunk-by-chunk recognition of one stream.
+
+    Args:
+        asr_train_config, asr_model_file: an ESPnet ASR experiment trained with chunk_conformer
+            and the kaldi_fbank frontend.
+        chunk_size: encoder frames per chunk (1 frame = 40 ms).
+        num_left_chunks: left chunks kept in the attention cache (-1: all).
+        beam_size: CTC prefix beam size (1: greedy, no rescoring).
+        ctc_weight: weight of the CTC score in the final attention rescoring.
+    """
+
+    def __init__(
+        self,
+        asr_train_config: Union[str, Path],
+        asr_model_file: Union[str, Path],
+        device: str = "cpu",
+        chunk_size: int = 16,
+        num_left_chunks: int = -1,
+        beam_size: int = 10,
+        ctc_weight: float = 0.3,
+    ):
+        from espnet2.text.build_tokenizer import build_tokenizer
+        from espnet2.text.token_id_converter import TokenIDConverter
+
+        from chunkssl_espnet.espnet_plugin import ChunkASRTask
+
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1 encoder frame, got {chunk_size}")
+        model, args = ChunkASRTask.build_model_from_file(asr_train_config, asr_model_file, device)
+        model.eval()
+        if not isinstance(model.encoder, ChunkConformerEncoder):
+            raise ValueError(f"{asr_train_config}: streaming needs encoder: chunk_conformer")
+        if not isinstance(model.frontend, KaldiFbankFrontend):
+            raise ValueError(f"{asr_train_config}: streaming needs frontend: kaldi_fbank")
+        self.model = model
+        self.device = torch.device(device)
+        self.chunk_size = chunk_size
+        self.num_left_chunks = num_left_chunks
+        self.beam_size = beam_size
+        self.ctc_weight = ctc_weight
+        self.tokenizer = build_tokenizer(token_type=args.token_type, bpemodel=args.bpemodel)
+        self.converter = TokenIDConverter(token_list=model.token_list)
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+    def reset(self) -> None:
+        """Forget the current utterance."""
+        enc = self.model.encoder
+        self.samples = torch.zeros(0)
+        self.fbank = torch.zeros(0, self.model.frontend.output_size(), device=self.device)
+        self.offset = 0
+        self.att_cache, self.cnn_cache = enc.init_cache(1, self.device)
+        self.search = CTCPrefixBeamSearch(self.beam_size, blank=self.model.blank_id)
+        self.encoded: List[torch.Tensor] = []
+        self.stats = StreamStats()
+        self.finished = False
+
+    @property
+    def required_cache_size(self) -> int:
+        return self.chunk_size * self.num_left_chunks if self.num_left_chunks >= 0 else -1
+
+    # ------------------------------------------------------------------ feeding
+    @torch.no_grad()
+    def __call__(self, speech: Union[np.ndarray, torch.Tensor], is_final: bool = False) -> str:
+        """Feed the next piece of audio; returns the partial (or, if ``is_final``, final) text.
+
+        Args:
+            speech: (N,) float samples in [-1, 1] at 16 kHz; N may be 0.
+            is_final: the stream ends with this piece: flush the last partial chunk and rescore.
+        """
+        if self.finished:
+            raise RuntimeError("the stream has ended: call reset() before the next utterance")
+        t0 = time.perf_counter()
+        piece = torch.as_tensor(np.asarray(speech, dtype=np.float32)).reshape(-1)
+        self.stats.audio_s += piece.numel() / SAMPLE_RATE
+        self.samples = torch.cat([self.samples, piece])
+        self._extract_fbank()
+        while self._frames_ready() >= SUBSAMPLING * self.chunk_size:
+            self._encode(SUBSAMPLING * self.chunk_size, t0)
+        if is_final:
+            rest = self._frames_ready() // SUBSAMPLING * SUBSAMPLING
+            if rest > 0:
+                self._encode(rest, t0)
+            text = self._final_text()
+            self.finished = True
+        else:
+            text = self._text(self.search.best())
+        self.stats.compute_s += time.perf_counter() - t0
+        return text
+
+    def _extract_fbank(self) -> None:
+        """Turn every complete 25 ms window of buffered samples into a normalised fbank frame."""
+        n = self.samples.numel()
+        if n < WINDOW_SAMPLES:
+            return
+        frames = (n - WINDOW_SAMPLES) // HOP_SAMPLES + 1
+        used = (frames - 1) * HOP_SAMPLES + WINDOW_SAMPLES
+        feats = kaldi_fbank(self.samples[:used], SAMPLE_RATE, self.model.frontend.n_mels)
+        self.samples = self.samples[frames * HOP_SAMPLES :]
+        feats = feats.to(self.device)[None]
+        if self.model.normalize is not None:
+            lens = torch.tensor([feats.shape[1]], device=self.device)
+            feats, _ = self.model.normalize(feats, lens)
+        self.fbank = torch.cat([self.fbank, feats[0]])
+
+    def _frames_ready(self) -> int:
+        """New fbank frames (beyond the sub-sampling context) waiting to be encoded."""
+        return self.fbank.shape[0] - (LEFT_CONTEXT if self.offset > 0 else 0)
+
+    def _encode(self, new_frames: int, t0: float) -> None:
+        ctx = LEFT_CONTEXT if self.offset > 0 else 0
+        xs = self.fbank[: ctx + new_frames][None]
+        ys, self.att_cache, self.cnn_cache = self.model.encoder.forward_chunk(
+            xs, self.offset, self.required_cache_size, self.att_cache, self.cnn_cache
+        )
+        self.fbank = self.fbank[ctx + new_frames - LEFT_CONTEXT :]
+        self.offset += ys.shape[1]
+        self.encoded.append(ys)
+        self.search.step(self.model.ctc.log_softmax(ys)[0])
+        partial = self._text(self.search.best())
+        audio_end = (self.offset * SUBSAMPLING - 1) * FRAME_SHIFT_S + WINDOW_SAMPLES / SAMPLE_RATE
+        latency = (time.perf_counter() - t0) * 1000.0
+        self.stats.chunks.append(ChunkRecord(audio_end, latency, partial))
+
+    # ------------------------------------------------------------------ results
+    def _text(self, ids: List[int]) -> str:
+        return self.tokenizer.tokens2text(self.converter.ids2tokens(ids)) if ids else ""
+
+    def _final_text(self) -> str:
+        nbest = self.search.nbest()
+        if not self.encoded:
+            logging.warning("stream ended before one encoder frame (40 ms + 25 ms) was heard")
+            return ""
+        if self.beam_size == 1 or self.model.decoder is None or self.ctc_weight >= 1.0:
+            return self._text(nbest[0][0])
+        scores = self._rescore([h for h, _ in nbest])
+        combined = [self.ctc_weight * c + (1 - self.ctc_weight) * a
+                    for (_, c), a in zip(nbest, scores)]
+        best = int(np.argmax(combined))
+        return self._text(nbest[best][0])
+
+    def _rescore(self, hyps: List[List[int]]) -> List[float]:
+        """Attention decoder log probability of each hypothesis (with <eos>), full context."""
+        m = self.model
+        enc = torch.cat(self.encoded, dim=1)
+        n = len(hyps)
+        max_len = max(len(h) for h in hyps) + 1
+        ys_in = torch.full((n, max_len), m.eos, dtype=torch.long, device=self.device)
+        ys_out = torch.full((n, max_len), -1, dtype=torch.long, device=self.device)
+        for i, h in enumerate(hyps):
+            ys_in[i, : len(h) + 1] = torch.tensor([m.sos] + h)
+            ys_out[i, : len(h) + 1] = torch.tensor(h + [m.eos])
+        lens = torch.tensor([len(h) + 1 for h in hyps], device=self.device)
+        hlens = torch.full((n,), enc.shape[1], dtype=torch.long, device=self.device)
+        logits, _ = m.decoder(enc.expand(n, -1, -1), hlens, ys_in, lens)
+        logp = torch.log_softmax(logits, dim=-1)
+        tok = logp.gather(-1, ys_out.clamp(min=0)[..., None])[..., 0]
+        return (tok * (ys_out >= 0)).sum(-1).tolist()
+
+    def algorithmic_latency_ms(self) -> float:
+        """Audio a chunk waits for: the chunk itself plus the last fbank window's overhang."""
+        return self.chunk_size * SUBSAMPLING * FRAME_SHIFT_S * 1000 + 15.0
+
+
+def decode_stream(s2t: Speech2TextStreaming, audio: torch.Tensor, piece_sizes: List[int]) -> str:
+    """Feed ``audio`` (N,) in pieces of the given sizes (cycled) and return the final text."""
+    s2t.reset()
+    pos, i = 0, 0
+    n = audio.numel()
+    while pos < n:
+        step = max(int(piece_sizes[i % len(piece_sizes)]), 1)
+        s2t(audio[pos : pos + step], is_final=False)
+        pos += step
+        i += 1
+    return s2t(audio[:0], is_final=True)
+
+
+def random_piece_sizes(n: int, seed: int, low_ms: float = 10, high_ms: float = 500) -> List[int]:
+    """Random piece sizes (samples) covering ``n`` samples, as a live audio source would deliver."""
+    g = np.random.default_rng(seed)
+    sizes, total = [], 0
+    while total < n:
+        s = int(g.uniform(low_ms, high_ms) * SAMPLE_RATE / 1000)
+        sizes.append(s)
+        total += s
+    return sizes or [1]
