@@ -1,0 +1,154 @@
+"""Pre-training, fine-tuning and decoding through ESPnet's own trainer and inference, tiny sizes.
+
+One module-scoped pipeline on the 5 real LibriVox utterances: statistics (no text), random FSQ
+tokenizer, Chunk SSL pre-training (the loss must fall), ASR fine-tuning from the pre-trained encoder
+(weights checked equal after ESPnet's --init_param loading), then offline decoding with ESPnet's
+Speech2Text and streaming decoding with ours, and the streaming == offline check for CTC greedy.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from chunkssl_espnet.espnet_plugin import ChunkASRTask, ChunkSSLTask
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = ["--encoder_conf", "output_size=32", "--encoder_conf", "attention_heads=2",
+         "--encoder_conf", "linear_units=64", "--encoder_conf", "num_blocks=2",
+         "--encoder_conf", "cnn_module_kernel=7"]
+COMMON = ["--ngpu", "0", "--num_workers", "0", "--batch_type", "unsorted", "--batch_size", "5",
+          "--use_tensorboard", "false", "--seed", "0"]
+
+
+def _data(root: Path, librivox_dir: Path) -> Path:
+    d = root / "data" / "train"
+    d.mkdir(parents=True)
+    wavs = sorted(librivox_dir.glob("*.wav"))
+    (d / "wav.scp").write_text("".join(f"{w.stem} {w}\n" for w in wavs))
+    texts = {}
+    for line in (librivox_dir / "transcription").read_text().splitlines():
+        words, utt = line.rsplit("(", 1)
+        texts[utt.strip(" )")] = words.replace("<s>", "").replace("</s>", "").strip()
+    (d / "text").write_text("".join(f"{w.stem} {texts[w.stem]}\n" for w in wavs))
+    return d
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, librivox_dir):
+    from chunkssl_espnet.bin.tokenizer_train import main as tokenizer_main
+    from chunkssl_espnet.data.tokens import write_char_token_list
+
+    root = tmp_path_factory.mktemp("pipe")
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        d = _data(root, librivox_dir)
+        data = ["--train_data_path_and_name_and_type", f"{d}/wav.scp,speech,sound",
+                "--valid_data_path_and_name_and_type", f"{d}/wav.scp,speech,sound"]
+        ChunkSSLTask.main(cmd=["--collect_stats", "true", "--config",
+                               str(REPO / "conf/ssl_chunk_tiny.yaml"), "--normalize", "none",
+                               *data, "--train_shape_file", f"{d}/wav.scp",
+                               "--valid_shape_file", f"{d}/wav.scp", "--output_dir", "stats",
+                               *COMMON, *SMALL])
+        stats = root / "stats/train/feats_stats.npz"
+        tokenizer_main(["--kind", "random", "--data_dir", str(d), "--stats_file", str(stats),
+                        "--out_dir", "tok"])
+        shapes = ["--train_shape_file", "stats/train/speech_shape",
+                  "--valid_shape_file", "stats/valid/speech_shape"]
+        ChunkSSLTask.main(cmd=["--config", str(REPO / "conf/ssl_chunk_tiny.yaml"),
+                               "--normalize_conf", f"stats_file={stats}",
+                               "--model_conf", f"tokenizer_dir={root / 'tok'}", *data, *shapes,
+                               "--output_dir", "ssl", "--max_epoch", "6",
+                               "--optim_conf", "lr=0.005", "--scheduler_conf",
+                               "warmup_steps=2", *COMMON, *SMALL])
+        write_char_token_list(d / "text", root / "tokens.txt")
+        text = ["--train_data_path_and_name_and_type", f"{d}/text,text,text",
+                "--valid_data_path_and_name_and_type", f"{d}/text,text,text"]
+        ChunkASRTask.main(cmd=["--config", str(REPO / "conf/asr_chunk_tiny.yaml"),
+                               "--normalize_conf", f"stats_file={stats}",
+                               "--token_list", "tokens.txt", "--token_type", "char",
+                               *data, *text, *shapes, "--output_dir", "asr", "--max_epoch", "2",
+                               "--init_param", "ssl/valid.loss.ave.pth:encoder:encoder",
+                               "--decoder_conf", "num_blocks=1", "--decoder_conf",
+                               "linear_units=64", "--decoder_conf", "attention_heads=2",
+                               *COMMON, *SMALL])
+        yield root
+    finally:
+        os.chdir(cwd)
+
+
+def test_pretraining_loss_falls(pipeline):
+    ckpt = torch.load(pipeline / "ssl/checkpoint.pth", map_location="cpu", weights_only=False)
+    stats = ckpt["reporter"]["stats"]
+    first, last = stats[1]["train"]["loss"], stats[max(stats)]["train"]["loss"]
+    assert max(stats) == 6
+    print(f'SSL train loss: epoch 1 {first:.3f}, epoch {max(stats)} {last:.3f}')
+    assert last < first - 0.05, (first, last)
+
+
+def test_finetuning_loads_pretrained_encoder(pipeline, monkeypatch):
+    """ESPnet's --init_param path copies every encoder weight of the SSL checkpoint."""
+    from espnet2.torch_utils.load_pretrained_model import load_pretrained_model
+
+    monkeypatch.chdir(pipeline)
+    model, _ = ChunkASRTask.build_model_from_file("asr/config.yaml", None, "cpu")
+    load_pretrained_model("ssl/valid.loss.ave.pth:encoder:encoder", model, False, "cpu")
+    ssl = torch.load("ssl/valid.loss.ave.pth", map_location="cpu")
+    enc = {k[len("encoder."):]: v for k, v in ssl.items() if k.startswith("encoder.")}
+    mine = model.encoder.state_dict()
+    assert set(enc) == set(mine) and len(enc) > 20
+    for k, v in enc.items():
+        assert torch.equal(mine[k], v), k
+    fine = torch.load("asr/valid.acc.ave.pth", map_location="cpu")
+    assert any(not torch.equal(fine[f"encoder.{k}"], v) for k, v in enc.items())  # it trained
+
+
+def test_offline_and_streaming_decoding(pipeline, librivox_dir, monkeypatch):
+    from espnet2.bin.asr_inference import Speech2Text
+
+    from chunkssl_espnet.features import load_wav
+    from chunkssl_espnet.streaming import Speech2TextStreaming, decode_stream
+
+    monkeypatch.chdir(pipeline)
+    wav = sorted(librivox_dir.glob("*.wav"))[1]
+    audio, _ = load_wav(wav)
+    offline = Speech2Text("asr/config.yaml", "asr/valid.acc.ave.pth", beam_size=2,
+                          ctc_weight=0.3, maxlenratio=0.3, nbest=1)
+    text, tokens, ids, _ = offline(audio)[0]
+    assert isinstance(text, str) and len(ids) > 0
+    s2t = Speech2TextStreaming("asr/config.yaml", "asr/valid.acc.ave.pth", chunk_size=8,
+                               beam_size=3)
+    final = decode_stream(s2t, audio, [4000])
+    assert isinstance(final, str)
+    assert len(s2t.stats.chunks) == -(-(len(audio) // 160 - 1) // 32)  # one partial per chunk
+
+
+@pytest.mark.parametrize("chunk,left", [(4, -1), (8, 2)])
+def test_streaming_ctc_greedy_equals_offline(pipeline, librivox_dir, chunk, left, monkeypatch):
+    """Audio fed in random-sized pieces gives, token for token, the offline CTC greedy output
+    of the encoder under the same chunk mask."""
+    from chunkssl_espnet.features import load_wav
+    from chunkssl_espnet.streaming import Speech2TextStreaming, decode_stream, random_piece_sizes
+
+    monkeypatch.chdir(pipeline)
+    s2t = Speech2TextStreaming("asr/config.yaml", "asr/valid.acc.ave.pth", chunk_size=chunk,
+                               num_left_chunks=left, beam_size=1)
+    m = s2t.model
+    m.encoder.set_decoding_chunk(chunk, left)
+    for i, wav in enumerate(sorted(librivox_dir.glob("*.wav"))):
+        audio, _ = load_wav(wav)
+        stream_text = decode_stream(s2t, audio, random_piece_sizes(audio.numel(), seed=i))
+        stream_ids = list(s2t.search.greedy)
+        with torch.no_grad():
+            enc, _ = m.encode(audio[None], torch.tensor([audio.numel()]))
+            frames = m.ctc.argmax(enc)[0].tolist()
+        ids, prev = [], m.blank_id
+        for t in frames:
+            if t != m.blank_id and t != prev:
+                ids.append(t)
+            prev = t
+        assert stream_ids == ids, wav.name
+        assert stream_text == s2t._text(ids)
+        assert s2t.stats.audio_s == pytest.approx(audio.numel() / 16000)
