@@ -1,4 +1,4 @@
-"""Streaming speech recognition with a Chunk SSL model (docs/method.md section 9).
+"""Streaming recognition and translation with a Chunk SSL model (docs/method.md section 9).
 
 ``Speech2TextStreaming`` takes raw 16 kHz audio in pieces of any size, computes Kaldi fbank
 incrementally (frame-local, so it equals the offline fbank), runs the chunked Conformer chunk by
@@ -7,6 +7,7 @@ beam search after every chunk (partial hypotheses) and, at the end of the uttera
 n-best with the attention decoder. ``reset()`` prepares it for the next utterance. With the chunk
 size and left chunks used offline, its encoder output equals the offline encoder's under the same
 chunk mask, so CTC greedy output matches offline CTC greedy output token for token.
+``Speech2TextStreamingST`` shares the audio and encoder part and translates by local agreement.
 """
 
 import logging
@@ -48,60 +49,37 @@ class StreamStats:
         return self.compute_s / self.audio_s if self.audio_s > 0 else 0.0
 
 
-class Speech2TextStreaming:
-    """Chunk-by-chunk recognition of one stream.
+class ChunkStreamer:
+    """Audio pieces -> incremental fbank -> encoder chunks; shared by streaming ASR and ST.
+
+    Subclasses implement ``on_chunk(ys, t0)`` (called with each new chunk's encoder output
+    (1, L, D)) and ``finish()`` (the final text).
 
     Args:
-        asr_train_config, asr_model_file: an ESPnet ASR experiment trained with chunk_conformer
-            and the kaldi_fbank frontend.
+        model: an ESPnet ASR or ST model with ``kaldi_fbank`` frontend and ``chunk_conformer``.
         chunk_size: encoder frames per chunk (1 frame = 40 ms).
         num_left_chunks: left chunks kept in the attention cache (-1: all).
-        beam_size: CTC prefix beam size (1: greedy, no rescoring).
-        ctc_weight: weight of the CTC score in the final attention rescoring.
     """
 
-    def __init__(
-        self,
-        asr_train_config: Union[str, Path],
-        asr_model_file: Union[str, Path],
-        device: str = "cpu",
-        chunk_size: int = 16,
-        num_left_chunks: int = -1,
-        beam_size: int = 10,
-        ctc_weight: float = 0.3,
-    ):
-        from espnet2.text.build_tokenizer import build_tokenizer
-        from espnet2.text.token_id_converter import TokenIDConverter
-
-        from chunkssl_espnet.espnet_plugin import ChunkASRTask
-
+    def __init__(self, model, config: str, device: str, chunk_size: int, num_left_chunks: int):
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1 encoder frame, got {chunk_size}")
-        model, args = ChunkASRTask.build_model_from_file(asr_train_config, asr_model_file, device)
         model.eval()
         if not isinstance(model.encoder, ChunkConformerEncoder):
-            raise ValueError(f"{asr_train_config}: streaming needs encoder: chunk_conformer")
+            raise ValueError(f"{config}: streaming needs encoder: chunk_conformer")
         if not isinstance(model.frontend, KaldiFbankFrontend):
-            raise ValueError(f"{asr_train_config}: streaming needs frontend: kaldi_fbank")
+            raise ValueError(f"{config}: streaming needs frontend: kaldi_fbank")
         self.model = model
         self.device = torch.device(device)
         self.chunk_size = chunk_size
         self.num_left_chunks = num_left_chunks
-        self.beam_size = beam_size
-        self.ctc_weight = ctc_weight
-        self.tokenizer = build_tokenizer(token_type=args.token_type, bpemodel=args.bpemodel)
-        self.converter = TokenIDConverter(token_list=model.token_list)
-        self.reset()
 
-    # ------------------------------------------------------------------ state
     def reset(self) -> None:
         """Forget the current utterance."""
-        enc = self.model.encoder
         self.samples = torch.zeros(0)
         self.fbank = torch.zeros(0, self.model.frontend.output_size(), device=self.device)
         self.offset = 0
-        self.att_cache, self.cnn_cache = enc.init_cache(1, self.device)
-        self.search = CTCPrefixBeamSearch(self.beam_size, blank=self.model.blank_id)
+        self.att_cache, self.cnn_cache = self.model.encoder.init_cache(1, self.device)
         self.encoded: List[torch.Tensor] = []
         self.stats = StreamStats()
         self.finished = False
@@ -110,14 +88,22 @@ class Speech2TextStreaming:
     def required_cache_size(self) -> int:
         return self.chunk_size * self.num_left_chunks if self.num_left_chunks >= 0 else -1
 
-    # ------------------------------------------------------------------ feeding
+    def on_chunk(self, ys: torch.Tensor, t0: float) -> str:
+        raise NotImplementedError
+
+    def finish(self) -> str:
+        raise NotImplementedError
+
+    def partial(self) -> str:
+        raise NotImplementedError
+
     @torch.no_grad()
     def __call__(self, speech: Union[np.ndarray, torch.Tensor], is_final: bool = False) -> str:
         """Feed the next piece of audio; returns the partial (or, if ``is_final``, final) text.
 
         Args:
             speech: (N,) float samples in [-1, 1] at 16 kHz; N may be 0.
-            is_final: the stream ends with this piece: flush the last partial chunk and rescore.
+            is_final: the stream ends with this piece: flush the last partial chunk and finish.
         """
         if self.finished:
             raise RuntimeError("the stream has ended: call reset() before the next utterance")
@@ -132,10 +118,12 @@ class Speech2TextStreaming:
             rest = self._frames_ready() // SUBSAMPLING * SUBSAMPLING
             if rest > 0:
                 self._encode(rest, t0)
-            text = self._final_text()
+            if not self.encoded:
+                logging.warning("stream ended before one encoder frame (40 ms + 25 ms) was heard")
+            text = self.finish()
             self.finished = True
         else:
-            text = self._text(self.search.best())
+            text = self.partial()
         self.stats.compute_s += time.perf_counter() - t0
         return text
 
@@ -167,28 +155,80 @@ class Speech2TextStreaming:
         self.fbank = self.fbank[ctx + new_frames - LEFT_CONTEXT :]
         self.offset += ys.shape[1]
         self.encoded.append(ys)
-        self.search.step(self.model.ctc.log_softmax(ys)[0])
-        partial = self._text(self.search.best())
-        audio_end = (self.offset * SUBSAMPLING - 1) * FRAME_SHIFT_S + WINDOW_SAMPLES / SAMPLE_RATE
+        partial = self.on_chunk(ys, t0)
         latency = (time.perf_counter() - t0) * 1000.0
-        self.stats.chunks.append(ChunkRecord(audio_end, latency, partial))
+        self.stats.chunks.append(ChunkRecord(self.audio_end_s(), latency, partial))
 
-    # ------------------------------------------------------------------ results
+    def audio_end_s(self) -> float:
+        """Seconds of audio the encoder output so far depends on."""
+        return (self.offset * SUBSAMPLING - 1) * FRAME_SHIFT_S + WINDOW_SAMPLES / SAMPLE_RATE
+
+    def algorithmic_latency_ms(self) -> float:
+        """Audio a chunk waits for: the chunk itself plus the last fbank window's overhang."""
+        return self.chunk_size * SUBSAMPLING * FRAME_SHIFT_S * 1000 + 15.0
+
+
+def _text_tools(args, token_list):
+    from espnet2.text.build_tokenizer import build_tokenizer
+    from espnet2.text.token_id_converter import TokenIDConverter
+
+    return (build_tokenizer(token_type=args.token_type, bpemodel=args.bpemodel),
+            TokenIDConverter(token_list=token_list))
+
+
+class Speech2TextStreaming(ChunkStreamer):
+    """Streaming ASR: CTC prefix beam search after every chunk, attention rescoring at the end.
+
+    Args:
+        asr_train_config, asr_model_file: an ESPnet ASR experiment (chunk_conformer,
+            kaldi_fbank).
+        beam_size: CTC prefix beam size (1: greedy, no rescoring).
+        ctc_weight: weight of the CTC score in the final attention rescoring.
+    """
+
+    def __init__(
+        self,
+        asr_train_config: Union[str, Path],
+        asr_model_file: Union[str, Path],
+        device: str = "cpu",
+        chunk_size: int = 16,
+        num_left_chunks: int = -1,
+        beam_size: int = 10,
+        ctc_weight: float = 0.3,
+    ):
+        from chunkssl_espnet.espnet_plugin import ChunkASRTask
+
+        model, args = ChunkASRTask.build_model_from_file(asr_train_config, asr_model_file, device)
+        super().__init__(model, str(asr_train_config), device, chunk_size, num_left_chunks)
+        self.beam_size = beam_size
+        self.ctc_weight = ctc_weight
+        self.tokenizer, self.converter = _text_tools(args, model.token_list)
+        self.reset()
+
+    def reset(self) -> None:
+        super().reset()
+        self.search = CTCPrefixBeamSearch(self.beam_size, blank=self.model.blank_id)
+
+    def on_chunk(self, ys: torch.Tensor, t0: float) -> str:
+        self.search.step(self.model.ctc.log_softmax(ys)[0])
+        return self.partial()
+
+    def partial(self) -> str:
+        return self._text(self.search.best())
+
     def _text(self, ids: List[int]) -> str:
         return self.tokenizer.tokens2text(self.converter.ids2tokens(ids)) if ids else ""
 
-    def _final_text(self) -> str:
+    def finish(self) -> str:
         nbest = self.search.nbest()
-        if not self.encoded:
-            logging.warning("stream ended before one encoder frame (40 ms + 25 ms) was heard")
-            return ""
-        if self.beam_size == 1 or self.model.decoder is None or self.ctc_weight >= 1.0:
+        if not self.encoded or self.beam_size == 1 or self.model.decoder is None:
+            return self._text(nbest[0][0])
+        if self.ctc_weight >= 1.0:
             return self._text(nbest[0][0])
         scores = self._rescore([h for h, _ in nbest])
         combined = [self.ctc_weight * c + (1 - self.ctc_weight) * a
                     for (_, c), a in zip(nbest, scores)]
-        best = int(np.argmax(combined))
-        return self._text(nbest[best][0])
+        return self._text(nbest[int(np.argmax(combined))][0])
 
     def _rescore(self, hyps: List[List[int]]) -> List[float]:
         """Attention decoder log probability of each hypothesis (with <eos>), full context."""
@@ -208,12 +248,103 @@ class Speech2TextStreaming:
         tok = logp.gather(-1, ys_out.clamp(min=0)[..., None])[..., 0]
         return (tok * (ys_out >= 0)).sum(-1).tolist()
 
-    def algorithmic_latency_ms(self) -> float:
-        """Audio a chunk waits for: the chunk itself plus the last fbank window's overhang."""
-        return self.chunk_size * SUBSAMPLING * FRAME_SHIFT_S * 1000 + 15.0
+
+def local_agreement(committed: List[int], previous: List[int], current: List[int]) -> List[int]:
+    """The committed prefix after a new hypothesis: the longest common prefix of the previous
+    and current hypotheses, when it extends what is committed; else what is committed."""
+    agree = 0
+    for a, b in zip(previous, current):
+        if a != b:
+            break
+        agree += 1
+    if agree > len(committed) and current[: len(committed)] == committed:
+        return current[:agree]
+    return committed
 
 
-def decode_stream(s2t: Speech2TextStreaming, audio: torch.Tensor, piece_sizes: List[int]) -> str:
+class Speech2TextStreamingST(ChunkStreamer):
+    """Streaming ST by local agreement: after every chunk, re-decode the encoder output so far
+    with ESPnet's beam search and commit the longest common prefix of this hypothesis and the
+    previous chunk's; committed tokens are never retracted. At the end of the utterance the
+    final hypothesis completes the committed prefix.
+
+    ``delays`` holds, per committed target token, the source audio (ms) read when it was
+    committed, for average lagging.
+    """
+
+    def __init__(
+        self,
+        st_train_config: Union[str, Path],
+        st_model_file: Union[str, Path],
+        device: str = "cpu",
+        chunk_size: int = 16,
+        num_left_chunks: int = -1,
+        beam_size: int = 4,
+        maxlenratio: float = 0.5,
+        penalty: float = 0.0,
+    ):
+        from espnet.nets.beam_search import BeamSearch
+        from espnet.nets.scorers.length_bonus import LengthBonus
+
+        from chunkssl_espnet.espnet_plugin import ChunkSTTask
+
+        model, args = ChunkSTTask.build_model_from_file(st_train_config, st_model_file, device)
+        super().__init__(model, str(st_train_config), device, chunk_size, num_left_chunks)
+        n_tok = len(model.token_list)
+        self.beam_search = BeamSearch(
+            scorers={"decoder": model.decoder, "length_bonus": LengthBonus(n_tok)},
+            weights={"decoder": 1.0, "length_bonus": penalty},
+            beam_size=beam_size, vocab_size=n_tok, sos=model.sos, eos=model.eos,
+            token_list=model.token_list, pre_beam_score_key="full",
+        ).to(self.device).eval()
+        self.maxlenratio = maxlenratio
+        self.tokenizer, self.converter = _text_tools(args, model.token_list)
+        self.reset()
+
+    def reset(self) -> None:
+        super().reset()
+        self.committed: List[int] = []
+        self.previous: List[int] = []
+        self.delays: List[float] = []
+
+    def _decode(self) -> List[int]:
+        enc = torch.cat(self.encoded, dim=1)[0]
+        logging.disable(logging.INFO)  # ESPnet's beam search logs every hypothesis
+        try:
+            hyps = self.beam_search(x=enc, maxlenratio=self.maxlenratio, minlenratio=0.0)
+        finally:
+            logging.disable(logging.NOTSET)
+        if not hyps:
+            return []
+        return [int(t) for t in hyps[0].yseq[1:].tolist() if int(t) != self.model.eos]
+
+    def _commit(self, tokens: List[int], delay_ms: float) -> None:
+        self.delays.extend([delay_ms] * (len(tokens) - len(self.committed)))
+        self.committed = list(tokens)
+
+    def on_chunk(self, ys: torch.Tensor, t0: float) -> str:
+        hyp = self._decode()
+        agreed = local_agreement(self.committed, self.previous, hyp)
+        if len(agreed) > len(self.committed):
+            self._commit(agreed, self.audio_end_s() * 1000.0)
+        self.previous = hyp
+        return self.partial()
+
+    def partial(self) -> str:
+        return self._text(self.committed)
+
+    def _text(self, ids: List[int]) -> str:
+        return self.tokenizer.tokens2text(self.converter.ids2tokens(ids)) if ids else ""
+
+    def finish(self) -> str:
+        if self.encoded:
+            final = self._decode()
+            self._commit(self.committed + final[len(self.committed) :],
+                         self.stats.audio_s * 1000.0)
+        return self.partial()
+
+
+def decode_stream(s2t: ChunkStreamer, audio: torch.Tensor, piece_sizes: List[int]) -> str:
     """Feed ``audio`` (N,) in pieces of the given sizes (cycled) and return the final text."""
     s2t.reset()
     pos, i = 0, 0
