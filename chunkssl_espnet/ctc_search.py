@@ -29,6 +29,8 @@ class _Accumulator:
         self.table = table
 
     def __call__(self, prefix: Tuple[int, ...], pb: float, pnb: float) -> None:
+        if pb == NEG_INF and pnb == NEG_INF:
+            return  # impossible extension (e.g. a repeat with no blank yet): keeps no beam slot
         cur = self.table.setdefault(prefix, [NEG_INF, NEG_INF])
         cur[0] = _logadd(cur[0], pb)
         cur[1] = _logadd(cur[1], pnb)
