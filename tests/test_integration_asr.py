@@ -152,3 +152,66 @@ def test_streaming_ctc_greedy_equals_offline(pipeline, librivox_dir, chunk, left
         assert stream_ids == ids, wav.name
         assert stream_text == s2t._text(ids)
         assert s2t.stats.audio_s == pytest.approx(audio.numel() / 16000)
+
+
+def _streaming_cli(pipeline, tmp_path, wavs):
+    from chunkssl_espnet.bin.asr_inference_streaming import main
+
+    d = tmp_path / "bad"
+    d.mkdir(exist_ok=True)
+    (d / "wav.scp").write_text("".join(f"{u} {p}\n" for u, p in sorted(wavs.items())))
+    main(["--asr_train_config", "asr/config.yaml", "--asr_model_file", "asr/valid.acc.ave.pth",
+          "--data_dir", str(d), "--output_dir", str(tmp_path / "out"), "--chunk_size", "4",
+          "--beam_size", "2"])
+    return tmp_path / "out"
+
+
+def test_streaming_cli_rejects_bad_audio_naming_utterance(pipeline, tmp_path, monkeypatch,
+                                                          librivox_dir):
+    import numpy as np
+    import soundfile
+
+    monkeypatch.chdir(pipeline)
+    empty = tmp_path / "empty.wav"
+    soundfile.write(empty, np.zeros(0, dtype=np.int16), 16000)
+    garbage = tmp_path / "garbage.wav"
+    garbage.write_bytes(b"RIFF this is not audio")
+    narrow = tmp_path / "8k.wav"
+    soundfile.write(narrow, np.zeros(8000, dtype=np.int16), 8000)
+    cases = {"utt_empty": (empty, "empty"), "utt_garbage": (garbage, "cannot read"),
+             "utt_8k": (narrow, "8000 Hz"), "utt_missing": (tmp_path / "nope.wav", "not found")}
+    for utt, (path, words) in cases.items():
+        with pytest.raises(SystemExit, match=f"{utt}.*{words}|{utt}.*{path}"):
+            _streaming_cli(pipeline, tmp_path, {utt: path})
+
+
+def test_streaming_short_and_empty_streams(pipeline, tmp_path, monkeypatch, librivox_dir):
+    import numpy as np
+
+    from chunkssl_espnet.features import load_wav
+    from chunkssl_espnet.streaming import Speech2TextStreaming
+
+    monkeypatch.chdir(pipeline)
+    s2t = Speech2TextStreaming("asr/config.yaml", "asr/valid.acc.ave.pth", chunk_size=16,
+                               beam_size=2)
+    # zero samples, then the end: no output and no crash
+    assert s2t(np.zeros(0, dtype=np.float32)) == ""
+    assert s2t(np.zeros(0, dtype=np.float32), is_final=True) == ""
+    with pytest.raises(RuntimeError, match="reset"):
+        s2t(np.zeros(10, dtype=np.float32))
+    # shorter than one chunk (0.3 s < 0.64 s): one partial chunk, flushed at the end
+    audio, _ = load_wav(sorted(librivox_dir.glob("*.wav"))[0])
+    s2t.reset()
+    s2t(audio[:4800].numpy())
+    s2t(np.zeros(0, dtype=np.float32))
+    text = s2t(audio[:0].numpy(), is_final=True)
+    assert isinstance(text, str) and len(s2t.stats.chunks) == 1
+    # the CLI writes every utterance, a too-short one too
+    tiny = tmp_path / "tiny.wav"
+    import soundfile
+
+    soundfile.write(tiny, (audio[:300].numpy() * 32767).astype("int16"), 16000)
+    out = _streaming_cli(pipeline, tmp_path, {"utt_tiny": tiny, "utt_ok": sorted(
+        librivox_dir.glob("*.wav"))[1]})
+    lines = (out / "text").read_text().splitlines()
+    assert [ln.split()[0] for ln in lines] == ["utt_ok", "utt_tiny"]
