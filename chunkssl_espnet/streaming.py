@@ -163,6 +163,10 @@ class ChunkStreamer:
         """Seconds of audio the encoder output so far depends on."""
         return (self.offset * SUBSAMPLING - 1) * FRAME_SHIFT_S + WINDOW_SAMPLES / SAMPLE_RATE
 
+    def _text(self, ids: List[int]) -> str:
+        """Token ids to text with the ``tokenizer`` and ``converter`` a subclass sets."""
+        return self.tokenizer.tokens2text(self.converter.ids2tokens(ids)) if ids else ""
+
     def algorithmic_latency_ms(self) -> float:
         """Audio a chunk waits for: the chunk itself plus the last fbank window's overhang."""
         return self.chunk_size * SUBSAMPLING * FRAME_SHIFT_S * 1000 + 15.0
@@ -215,9 +219,6 @@ class Speech2TextStreaming(ChunkStreamer):
 
     def partial(self) -> str:
         return self._text(self.search.best())
-
-    def _text(self, ids: List[int]) -> str:
-        return self.tokenizer.tokens2text(self.converter.ids2tokens(ids)) if ids else ""
 
     def finish(self) -> str:
         nbest = self.search.nbest()
@@ -332,9 +333,6 @@ class Speech2TextStreamingST(ChunkStreamer):
 
     def partial(self) -> str:
         return self._text(self.committed)
-
-    def _text(self, ids: List[int]) -> str:
-        return self.tokenizer.tokens2text(self.converter.ids2tokens(ids)) if ids else ""
 
     def finish(self) -> str:
         if self.encoded:
