@@ -1,0 +1,298 @@
+"""Decoding stages: offline beam search in parallel parts, and streaming at several chunk sizes.
+
+A decoding *unit* is one model on one test set at one chunk size. Offline (``decode_offline``):
+each unit's test list is split into parts, one ESPnet inference process
+(``chunkssl_espnet.bin.asr_inference`` or ``st_inference``) decodes each part, and the
+``1best_recog/text`` files are merged into ``<unit>/text``. Streaming (``decode_streaming``): one
+``chunkssl_espnet.bin.{asr,st}_inference_streaming`` process per unit, writing ``text``,
+``partials.txt``, ``latency.json`` and ``summary.json``. The processes of all units share one
+pool of ``nj`` slots, so small test sets do not pay one model loading after another. Every unit is
+built in a ``.tmp`` folder and moved into place when complete; a failed unit leaves the others
+done.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+from chunkssl_espnet.data.datadir import atomic_write_text, read_scp, split_scp
+from chunkssl_espnet.recipe.jobs import (
+    Command,
+    RecipeError,
+    python_module,
+    raise_first,
+    run_jobs,
+    thread_env,
+)
+from chunkssl_espnet.recipe.provenance import StageRecord, fresh_tmp_dir, replace_dir
+
+PathLike = Union[str, os.PathLike]
+logger = logging.getLogger(__name__)
+
+#: One encoder frame after 4x sub-sampling of 10 ms fbank frames.
+FRAME_MS = 40
+
+
+def chunk_dir_name(chunk_size: int) -> str:
+    """``chunk<C>``: the folder of the results at chunk size ``C`` (encoder frames)."""
+    return f"chunk{chunk_size}"
+
+
+def offline_dir(model_dir: PathLike, test_set: str, chunk_size: Optional[int] = None) -> Path:
+    """Where offline results live: ``<model_dir>/decode_<set>_offline`` (full context) or
+    ``<model_dir>/decode_<set>_chunk<C>`` (beam search over a chunk-masked encoder)."""
+    kind = "offline" if chunk_size is None or chunk_size < 0 else chunk_dir_name(chunk_size)
+    return Path(model_dir) / f"decode_{test_set}_{kind}"
+
+
+def streaming_root(model_dir: PathLike, test_set: str) -> Path:
+    """Where streaming results live: ``<model_dir>/decode_<set>_stream/chunk<C>/``."""
+    return Path(model_dir) / f"decode_{test_set}_stream"
+
+
+@dataclass
+class Model:
+    """A trained model: its ESPnet experiment folder, config and model file."""
+
+    model_dir: Path
+    train_config: Path
+    model_file: Path
+
+    @classmethod
+    def from_dir(cls, model_dir: PathLike, model_file: str) -> Model:
+        model_dir = Path(model_dir)
+        return cls(model_dir, model_dir / "config.yaml", model_dir / model_file)
+
+
+@dataclass
+class Unit:
+    """One decoding: a model, a test set, a chunk size (None: full context), its output folder."""
+
+    model: Model
+    data_dir: Path
+    chunk_size: Optional[int]
+    out_dir: Path
+    record: StageRecord
+    tmp: Path = Path()
+    jobs: List[Tuple[Command, Path]] = field(default_factory=list)
+
+
+def _require(*paths: PathLike) -> None:
+    for p in paths:
+        if not Path(p).exists():
+            raise RecipeError(f"{p}: not found; run the earlier stages first")
+
+
+def offline_command(
+    task: str,
+    train_config: PathLike,
+    model_file: PathLike,
+    wav_scp: PathLike,
+    out_dir: PathLike,
+    extra: Sequence[str] = (),
+    chunk_size: Optional[int] = None,
+) -> Command:
+    """ESPnet's inference command for one part; ``chunk_size`` sets the decode-time chunk mask.
+    ``extra`` comes last, so it may override the defaults (``--ngpu 1``, ``--batch_size``)."""
+    if task not in ("asr", "st"):
+        raise RecipeError(f"offline decoding of task {task!r}: choose asr or st")
+    cmd = python_module(
+        f"chunkssl_espnet.bin.{task}_inference",
+        f"--{task}_train_config", train_config,
+        f"--{task}_model_file", model_file,
+        "--data_path_and_name_and_type", f"{wav_scp},speech,sound",
+        "--output_dir", out_dir,
+        "--ngpu", "0",
+        "--batch_size", "1",
+    )
+    if chunk_size is not None and chunk_size > 0:
+        cmd += ["--decoding_chunk_size", str(chunk_size)]
+    return cmd + [str(e) for e in extra]
+
+
+def streaming_command(
+    task: str,
+    train_config: PathLike,
+    model_file: PathLike,
+    data_dir: PathLike,
+    out_dir: PathLike,
+    chunk_size: int,
+    extra: Sequence[str] = (),
+    ref: Optional[PathLike] = None,
+) -> Command:
+    """The streaming decoder's command at one chunk size (``chunkssl_espnet.bin.<task>_inference
+    _streaming``); ``ref`` (ST) lets it report BLEU and average lagging in ``summary.json``."""
+    if task not in ("asr", "st"):
+        raise RecipeError(f"streaming decoding of task {task!r}: choose asr or st")
+    cmd = python_module(
+        f"chunkssl_espnet.bin.{task}_inference_streaming",
+        f"--{task}_train_config", train_config,
+        f"--{task}_model_file", model_file,
+        "--data_dir", data_dir,
+        "--output_dir", out_dir,
+        "--chunk_size", chunk_size,
+    )
+    if ref is not None:
+        cmd += ["--ref", str(ref)]
+    return cmd + [str(e) for e in extra]
+
+
+def merge_text(parts: Sequence[PathLike], out: PathLike) -> int:
+    """Concatenate Kaldi text files sorted by id into ``out``; the number of lines."""
+    merged: Dict[str, str] = {}
+    for p in parts:
+        merged.update(read_scp(p))
+    atomic_write_text(out, "".join(f"{k} {v}".rstrip() + "\n" for k, v in sorted(merged.items())))
+    return len(merged)
+
+
+def audio_seconds(data_dir: PathLike, sample_rate: int = 16000) -> Optional[float]:
+    """Total audio of a data directory from ``utt2num_samples`` (None when absent)."""
+    path = Path(data_dir) / "utt2num_samples"
+    if not path.is_file():
+        return None
+    return sum(int(v) for v in read_scp(path).values()) / sample_rate
+
+
+def _run_units(units: Sequence[Unit], nj: int, finish: Callable[[Unit, List[float]], None]) -> None:
+    """Run the jobs of all units in one pool of ``nj``; ``finish`` every unit whose jobs all
+    succeeded, then raise the first failure, if any (the finished units stay done)."""
+    jobs = [job for u in units for job in u.jobs]
+    results = run_jobs(jobs, nj, env=thread_env(1) if nj > 1 else None)
+    failures: List[Union[float, RecipeError]] = []
+    k = 0
+    for u in units:
+        mine = results[k:k + len(u.jobs)]
+        k += len(u.jobs)
+        if any(isinstance(r, RecipeError) for r in mine):
+            failures += [r for r in mine if isinstance(r, RecipeError)]
+        else:
+            finish(u, [float(r) for r in mine])  # type: ignore[arg-type]
+    raise_first(failures)
+
+
+def decode_offline(
+    task: str,
+    models: Sequence[Model],
+    data_dirs: Sequence[PathLike],
+    chunk_sizes: Sequence[Optional[int]] = (None,),
+    nj: int = 1,
+    extra: Sequence[str] = (),
+    force: bool = False,
+    argv: Optional[Sequence[str]] = None,
+) -> List[Path]:
+    """Decode every test set with every model at every chunk size (None or -1: full context).
+
+    Returns:
+        The hypothesis files ``<offline_dir>/text``.
+    """
+    units = []
+    for model in models:
+        for data_dir in map(Path, data_dirs):
+            for c in chunk_sizes:
+                c = None if c is None or c < 0 else c
+                out_dir = offline_dir(model.model_dir, data_dir.name, c)
+                options = {"task": task, "train_config": str(model.train_config),
+                           "model_file": str(model.model_file), "data_dir": str(data_dir),
+                           "extra": list(extra), "chunk_size": c, "nj": nj, "force": force}
+                units.append(Unit(model, data_dir, c, out_dir,
+                                  StageRecord(out_dir, "decode_offline", options, argv)))
+    todo = [u for u in units if not u.record.is_done()]
+    for u in todo:
+        _require(u.model.train_config, u.model.model_file, u.data_dir / "wav.scp")
+    parts_per_unit = max(1, nj // max(1, len(todo)))
+    for u in todo:
+        wav_scp = u.data_dir / "wav.scp"
+        n_parts = max(1, min(parts_per_unit, len(read_scp(wav_scp))))
+        u.tmp = fresh_tmp_dir(u.out_dir)
+        u.record.start()
+        for j, part in enumerate(split_scp(wav_scp, n_parts, u.tmp / "split"), 1):
+            cmd = offline_command(task, u.model.train_config, u.model.model_file, part,
+                                  u.tmp / f"part{j}", extra, u.chunk_size)
+            u.record.add_command(cmd)
+            u.jobs.append((cmd, u.tmp / "logs" / f"decode.{j}.log"))
+    if todo:
+        logger.info("offline decoding: %d unit(s), %d job(s), %d at a time", len(todo),
+                    sum(len(u.jobs) for u in todo), nj)
+
+    def finish(u: Unit, seconds: List[float]) -> None:
+        texts = [u.tmp / f"part{j}" / "1best_recog" / "text" for j in range(1, len(u.jobs) + 1)]
+        _require(*texts)
+        n = merge_text(texts, u.tmp / "text")
+        summary = {"num_utts": n, "audio_s": audio_seconds(u.data_dir),
+                   "decode_wall_s": round(max(seconds), 1), "jobs": len(u.jobs),
+                   "chunk_size": u.chunk_size}
+        atomic_write_text(u.tmp / "summary.json", json.dumps(summary, indent=1) + "\n")
+        replace_dir(u.tmp, u.out_dir)
+        u.record.finish({"text": str(u.out_dir / "text"), **summary})
+        logger.info("%s: %d hypotheses", u.out_dir, n)
+
+    _run_units(todo, nj, finish)
+    return [u.out_dir / "text" for u in units]
+
+
+def decode_streaming(
+    models: Sequence[Model],
+    data_dirs: Sequence[PathLike],
+    chunk_sizes: Sequence[int],
+    nj: int = 1,
+    extra: Sequence[str] = (),
+    force: bool = False,
+    argv: Optional[Sequence[str]] = None,
+    task: str = "asr",
+    ref_name: Optional[str] = None,
+) -> List[Path]:
+    """Stream every test set through every model at every chunk size, ``nj`` processes at a time.
+
+    ``ref_name`` (ST): the reference file in each data directory, for BLEU and average lagging
+    in the decoder's ``summary.json``.
+
+    Returns:
+        The unit folders ``<streaming_root>/chunk<C>``, each with ``text``, ``latency.json`` and
+        ``summary.json``.
+    """
+    if not chunk_sizes:
+        raise RecipeError("no chunk sizes to decode")
+    bad = [c for c in chunk_sizes if c <= 0]
+    if bad:
+        raise RecipeError(f"chunk sizes must be positive encoder frames, got {bad}")
+    units = []
+    for model in models:
+        for data_dir in map(Path, data_dirs):
+            for c in chunk_sizes:
+                out_dir = streaming_root(model.model_dir, data_dir.name) / chunk_dir_name(c)
+                options = {"task": task, "train_config": str(model.train_config),
+                           "model_file": str(model.model_file), "data_dir": str(data_dir),
+                           "chunk_size": c, "extra": list(extra), "ref_name": ref_name,
+                           "force": force}
+                units.append(Unit(model, data_dir, c, out_dir,
+                                  StageRecord(out_dir, "decode_streaming", options, argv)))
+    todo = [u for u in units if not u.record.is_done()]
+    for u in todo:
+        _require(u.model.train_config, u.model.model_file, u.data_dir / "wav.scp")
+        u.tmp = fresh_tmp_dir(u.out_dir)
+        u.record.start()
+        ref = u.data_dir / ref_name if ref_name else None
+        cmd = streaming_command(task, u.model.train_config, u.model.model_file, u.data_dir,
+                                u.tmp, u.chunk_size, extra, ref)  # type: ignore[arg-type]
+        u.record.add_command(cmd)
+        u.jobs.append((cmd, u.out_dir.parent / "logs" / f"{u.out_dir.name}.log"))
+    if todo:
+        logger.info("streaming decoding: %d unit(s), %d at a time", len(todo), nj)
+
+    def finish(u: Unit, seconds: List[float]) -> None:
+        _require(u.tmp / "text")
+        replace_dir(u.tmp, u.out_dir)
+        summary = {}
+        if (u.out_dir / "summary.json").is_file():
+            summary = json.loads((u.out_dir / "summary.json").read_text())
+        u.record.finish({"text": str(u.out_dir / "text"), "wall_s": round(seconds[0], 1),
+                         "summary": summary})
+
+    _run_units(todo, nj, finish)
+    return [u.out_dir for u in units]

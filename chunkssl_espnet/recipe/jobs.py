@@ -1,0 +1,118 @@
+"""Running the sub-commands of a stage: logged to a file, in parallel when asked, failing loudly.
+
+Replaces Kaldi's ``run.pl JOB=1:N log.JOB cmd`` for one machine. A failed command raises
+``RecipeError`` quoting the command, its log file and the last lines of that log, so the cause
+is on the terminal, not only in a log.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+PathLike = Union[str, os.PathLike]
+Command = List[str]
+
+
+class RecipeError(RuntimeError):
+    """A recipe stage cannot go on; the message says what failed and where to look."""
+
+
+def python_module(module: str, *args: object) -> Command:
+    """``[python, -m, module, args...]`` with the interpreter running this code (the venv's)."""
+    return [sys.executable, "-m", module, *[str(a) for a in args]]
+
+
+def tail(path: PathLike, n: int = 25) -> str:
+    """The last ``n`` lines of a text file ('' when unreadable)."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(lines[-n:])
+
+
+def thread_env(num_threads: Optional[int]) -> Dict[str, str]:
+    """The environment with the thread count of torch/OpenMP/MKL set (unchanged for ``None``)."""
+    env = dict(os.environ)
+    if num_threads is not None:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[var] = str(max(1, num_threads))
+    return env
+
+
+def run_command(
+    cmd: Sequence[object],
+    log: PathLike,
+    env: Optional[Mapping[str, str]] = None,
+    cwd: Optional[PathLike] = None,
+) -> float:
+    """Run ``cmd`` with stdout and stderr appended to ``log``; return its wall time in seconds.
+
+    Raises:
+        RecipeError: the command is not found or exits non-zero (the log's tail is quoted).
+    """
+    argv = [str(c) for c in cmd]
+    log = Path(log)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    with open(log, "a", encoding="utf-8") as f:
+        f.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(argv)}\n")
+        f.flush()
+        try:
+            rc = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                                stdin=subprocess.DEVNULL).returncode
+        except OSError as e:
+            raise RecipeError(f"cannot run {shlex.join(argv)}: {e}") from e
+        seconds = time.time() - start
+        f.write(f"# exit {rc} after {seconds:.1f} s\n")
+    if rc != 0:
+        raise RecipeError(
+            f"command failed (exit {rc}): {shlex.join(argv)}\n"
+            f"log: {log}; its last lines:\n{tail(log)}"
+        )
+    return seconds
+
+
+def run_jobs(
+    jobs: Sequence[Tuple[Sequence[object], PathLike]],
+    nj: int,
+    env: Optional[Mapping[str, str]] = None,
+) -> List[Union[float, RecipeError]]:
+    """Run ``(cmd, log)`` jobs, ``nj`` at a time, each to its end; per job its wall time in
+    seconds or the ``RecipeError`` it failed with, in order."""
+    def one(job: Tuple[Sequence[object], PathLike]) -> Union[float, RecipeError]:
+        try:
+            return run_command(job[0], job[1], env=env)
+        except RecipeError as e:
+            return e
+
+    with ThreadPoolExecutor(max_workers=max(1, nj)) as pool:
+        return list(pool.map(one, jobs))
+
+
+def raise_first(results: Sequence[Union[float, RecipeError]]) -> List[float]:
+    """The wall times, or the first error (with the number of failed jobs)."""
+    errors = [r for r in results if isinstance(r, RecipeError)]
+    if errors:
+        extra = f" ({len(errors)} of {len(results)} jobs failed)" if len(errors) > 1 else ""
+        raise RecipeError(f"{errors[0]}{extra}")
+    return [float(r) for r in results]  # type: ignore[arg-type]
+
+
+def run_parallel(
+    jobs: Sequence[Tuple[Sequence[object], PathLike]],
+    nj: int,
+    env: Optional[Mapping[str, str]] = None,
+) -> List[float]:
+    """Run ``(cmd, log)`` jobs, ``nj`` at a time; wall time of each, in order.
+
+    Every job runs to its end even when another fails; then the first failure is raised.
+    """
+    return raise_first(run_jobs(jobs, nj, env))

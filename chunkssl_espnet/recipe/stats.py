@@ -1,0 +1,123 @@
+"""Feature statistics (ESPnet's ``--collect_stats``): global MVN and the speech shape files.
+
+One statistics directory serves every task of a recipe: SSL, ASR and ST share the frontend
+(``kaldi_fbank``), so they share ``feats_stats.npz`` and ``speech_shape``. The SSL task collects
+them because it needs no text. With ``nj > 1`` the training and validation lists are split, one
+ESPnet process runs per part, and the parts are summed with ESPnet's ``aggregate_stats_dirs``
+(as ``asr.sh`` stage 10).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+from chunkssl_espnet.data.datadir import read_scp, split_scp
+from chunkssl_espnet.recipe.jobs import RecipeError, python_module, run_parallel, thread_env
+from chunkssl_espnet.recipe.provenance import StageRecord, fresh_tmp_dir, replace_dir
+
+PathLike = Union[str, os.PathLike]
+logger = logging.getLogger(__name__)
+
+STATS_MODULE = "chunkssl_espnet.bin.ssl_train"
+
+
+def stats_command(
+    config: PathLike,
+    train_scp: PathLike,
+    valid_scp: PathLike,
+    out_dir: PathLike,
+    extra: Sequence[str] = (),
+) -> List[str]:
+    """The ESPnet ``--collect_stats`` command for one part of the data (no normalisation yet)."""
+    return python_module(
+        STATS_MODULE,
+        "--collect_stats", "true",
+        "--config", config,
+        "--normalize", "none",
+        "--train_data_path_and_name_and_type", f"{train_scp},speech,sound",
+        "--valid_data_path_and_name_and_type", f"{valid_scp},speech,sound",
+        "--train_shape_file", train_scp,
+        "--valid_shape_file", valid_scp,
+        "--output_dir", out_dir,
+        "--ngpu", "0",
+        "--num_workers", "0",
+        *extra,
+    )
+
+
+def _check_outputs(out_dir: Path, train_scp: Path, valid_scp: Path) -> None:
+    """The statistics and shape files exist and cover every utterance."""
+    if not (out_dir / "train" / "feats_stats.npz").is_file():
+        raise RecipeError(f"{out_dir / 'train' / 'feats_stats.npz'} was not written")
+    for split, scp in (("train", train_scp), ("valid", valid_scp)):
+        shape = out_dir / split / "speech_shape"
+        if not shape.is_file():
+            raise RecipeError(f"{shape} was not written")
+        missing = set(read_scp(scp)) - set(read_scp(shape))
+        if missing:
+            raise RecipeError(f"{shape}: {len(missing)} utterances of {scp} have no shape, e.g. "
+                              f"'{sorted(missing)[0]}'")
+
+
+def collect_stats(
+    config: PathLike,
+    train_dir: PathLike,
+    valid_dir: PathLike,
+    out_dir: PathLike,
+    nj: int = 1,
+    extra: Sequence[str] = (),
+    force: bool = False,
+    argv: Optional[Sequence[str]] = None,
+) -> Dict[str, Path]:
+    """Collect ``out_dir/train/feats_stats.npz`` and ``out_dir/{train,valid}/speech_shape``.
+
+    The work happens in ``<out_dir>.tmp`` which replaces ``out_dir`` when complete, so
+    ``out_dir`` is either absent, old or complete.
+
+    Returns:
+        ``{"stats_file": ..., "train_shape": ..., "valid_shape": ...}``.
+    """
+    out_dir = Path(out_dir)
+    train_scp, valid_scp = Path(train_dir) / "wav.scp", Path(valid_dir) / "wav.scp"
+    outputs = {
+        "stats_file": out_dir / "train" / "feats_stats.npz",
+        "train_shape": out_dir / "train" / "speech_shape",
+        "valid_shape": out_dir / "valid" / "speech_shape",
+    }
+    options = {"config": str(config), "train_dir": str(train_dir), "valid_dir": str(valid_dir),
+               "extra": list(extra), "nj": nj, "force": force}
+    rec = StageRecord(out_dir, "stats", options, argv)
+    if rec.is_done():
+        return outputs
+    for scp in (train_scp, valid_scp):
+        if not scp.is_file():
+            raise RecipeError(f"{scp}: not found; run the data preparation stages first")
+    nj = max(1, min(nj, len(read_scp(train_scp)), len(read_scp(valid_scp))))
+    tmp = fresh_tmp_dir(out_dir)
+    rec.start()
+    if nj == 1:
+        jobs = [(stats_command(config, train_scp, valid_scp, tmp, extra), tmp / "stats.log")]
+    else:
+        parts = tmp / "split"
+        trains = split_scp(train_scp, nj, parts / "train")
+        valids = split_scp(valid_scp, nj, parts / "valid")
+        jobs = [
+            (stats_command(config, t, v, tmp / f"stats.{j}", extra), tmp / f"stats.{j}.log")
+            for j, (t, v) in enumerate(zip(trains, valids), 1)
+        ]
+    for cmd, _ in jobs:
+        rec.add_command(cmd)
+    logger.info("stats: %d job(s), logs in %s", len(jobs), tmp)
+    run_parallel(jobs, nj, env=thread_env(1) if nj > 1 else None)
+    if nj > 1:
+        from espnet2.bin.aggregate_stats_dirs import aggregate_stats_dirs
+
+        aggregate_stats_dirs([tmp / f"stats.{j}" for j in range(1, nj + 1)], tmp,
+                             log_level="WARNING", skip_sum_stats=False)
+    _check_outputs(tmp, train_scp, valid_scp)
+    replace_dir(tmp, out_dir)
+    rec.finish({k: str(v) for k, v in outputs.items()})
+    return outputs

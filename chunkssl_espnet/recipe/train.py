@@ -1,0 +1,157 @@
+"""ESPnet training of the recipes' three tasks (SSL, ASR, ST) with Chunk SSL's classes.
+
+``espnet_train_args`` turns the recipe's data layout (Kaldi data directories, one statistics
+directory, token lists) into ESPnet's command line; ``train`` runs it as
+``python -m chunkssl_espnet.bin.<task>_train ... --resume true`` with its log in
+``<output_dir>/train.log``, so an interrupted training resumes from ``checkpoint.pth``. Several
+GPUs: ``ngpu > 1`` adds ``--multiprocessing_distributed true`` (ESPnet spawns one process per
+GPU); several nodes (``num_nodes > 1``) run the same command on every node under ``srun`` or
+``mpirun`` (``--dist_launcher slurm|mpi``), as ESPnet's ``launch.py`` does.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+from chunkssl_espnet.recipe.jobs import RecipeError, python_module, run_command, thread_env
+from chunkssl_espnet.recipe.provenance import StageRecord
+
+PathLike = Union[str, os.PathLike]
+logger = logging.getLogger(__name__)
+
+TASKS = ("ssl", "asr", "st")
+#: The averaged checkpoint each task's training ends with (``best_model_criterion`` of conf/).
+FINAL_MODEL = {"ssl": "valid.loss.ave.pth", "asr": "valid.acc.ave.pth", "st": "valid.acc.ave.pth"}
+
+
+def espnet_train_args(
+    task: str,
+    config: PathLike,
+    train_dir: PathLike,
+    valid_dir: PathLike,
+    stats_dir: PathLike,
+    output_dir: PathLike,
+    tokenizer_dir: Optional[PathLike] = None,
+    token_list: Optional[PathLike] = None,
+    bpemodel: Optional[PathLike] = None,
+    text_name: str = "text",
+    src_token_list: Optional[PathLike] = None,
+    src_bpemodel: Optional[PathLike] = None,
+    src_text_name: Optional[str] = None,
+    init_param: Sequence[str] = (),
+    max_epoch: Optional[int] = None,
+    ngpu: int = 0,
+    num_nodes: int = 1,
+    dist_launcher: Optional[str] = None,
+) -> List[str]:
+    """ESPnet's training arguments for ``task`` on the recipe's directories.
+
+    SSL reads ``wav.scp`` only and needs ``tokenizer_dir``; ASR adds ``<text_name>`` tokenised by
+    ``bpemodel``; ST adds the target ``<text_name>`` and, with ``src_text_name``, the source
+    transcript for the auxiliary CTC.
+
+    Raises:
+        RecipeError: an unknown task, or a file the task needs is not given.
+    """
+    if task not in TASKS:
+        raise RecipeError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
+    train_dir, valid_dir, stats_dir = Path(train_dir), Path(valid_dir), Path(stats_dir)
+    args = [
+        "--config", str(config),
+        "--output_dir", str(output_dir),
+        "--normalize_conf", f"stats_file={stats_dir / 'train' / 'feats_stats.npz'}",
+        "--train_shape_file", str(stats_dir / "train" / "speech_shape"),
+        "--valid_shape_file", str(stats_dir / "valid" / "speech_shape"),
+        "--resume", "true",
+        "--ngpu", str(ngpu),
+    ]
+    streams = [("wav.scp", "speech", "sound")]
+    if task == "ssl":
+        if tokenizer_dir is None:
+            raise RecipeError("SSL training needs --tokenizer_dir (stage: tokenizer)")
+        args += ["--model_conf", f"tokenizer_dir={tokenizer_dir}"]
+    else:
+        if token_list is None or bpemodel is None:
+            raise RecipeError(f"{task.upper()} training needs --token_list and --bpemodel")
+        args += ["--token_list", str(token_list), "--token_type", "bpe",
+                 "--bpemodel", str(bpemodel)]
+        streams.append((text_name, "text", "text"))
+    if task == "st" and src_text_name is not None:
+        if src_token_list is None or src_bpemodel is None:
+            raise RecipeError("ST with a source transcript needs --src_token_list and "
+                              "--src_bpemodel")
+        args += ["--src_token_list", str(src_token_list), "--src_token_type", "bpe",
+                 "--src_bpemodel", str(src_bpemodel)]
+        streams.append((src_text_name, "src_text", "text"))
+    for phase, data_dir in (("train", train_dir), ("valid", valid_dir)):
+        for name, key, kind in streams:
+            args += [f"--{phase}_data_path_and_name_and_type", f"{data_dir / name},{key},{kind}"]
+    for spec in init_param:
+        args += ["--init_param", spec]
+    if max_epoch is not None:
+        args += ["--max_epoch", str(max_epoch)]
+    if ngpu > 1 or num_nodes > 1:
+        args += ["--multiprocessing_distributed", "true"]
+    if num_nodes > 1:
+        # With --multiprocessing_distributed, ESPnet reads the number of nodes from
+        # --dist_world_size and each node's rank from the launcher (srun or mpirun).
+        args += ["--dist_world_size", str(num_nodes), "--dist_launcher", dist_launcher or "slurm"]
+    return args
+
+
+def check_inputs(args: Sequence[str]) -> None:
+    """Every data, shape, statistics and token file named in ``args`` exists (clear message)."""
+    flags = {"--train_shape_file", "--valid_shape_file", "--token_list", "--bpemodel",
+             "--src_token_list", "--src_bpemodel", "--config"}
+    for flag, value in zip(args, args[1:]):
+        path = None
+        if flag in flags:
+            path = value
+        elif flag.endswith("_data_path_and_name_and_type"):
+            path = value.split(",")[0]
+        elif flag == "--normalize_conf" and value.startswith("stats_file="):
+            path = value.split("=", 1)[1]
+        elif flag == "--model_conf" and value.startswith("tokenizer_dir="):
+            path = value.split("=", 1)[1]
+        elif flag == "--init_param":
+            path = value.split(":")[0]
+        if path is not None and not Path(path).exists():
+            raise RecipeError(f"{flag} {value}: {path} does not exist; run the earlier stages")
+
+
+def train(
+    task: str,
+    output_dir: PathLike,
+    espnet_args: Sequence[str],
+    num_threads: Optional[int] = None,
+    force: bool = False,
+    argv: Optional[Sequence[str]] = None,
+    options: Optional[Dict[str, object]] = None,
+) -> Path:
+    """Run ESPnet training (resuming) into ``output_dir``; return the averaged model.
+
+    ESPnet writes the resolved configuration (``config.yaml``), the checkpoints and the averaged
+    model there; the log goes to ``train.log`` and the command and versions to ``run_info.json``.
+    """
+    output_dir = Path(output_dir)
+    final = output_dir / FINAL_MODEL[task]
+    rec = StageRecord(output_dir, f"{task}_train",
+                      {**(options or {}), "task": task, "espnet_args": list(espnet_args),
+                       "force": force}, argv)
+    if rec.is_done() and final.exists():
+        return final
+    check_inputs(espnet_args)
+    rec.start()
+    cmd = python_module(f"chunkssl_espnet.bin.{task}_train", *espnet_args)
+    rec.add_command(cmd)
+    log = output_dir / "train.log"
+    logger.info("%s training: log in %s", task.upper(), log)
+    run_command(cmd, log, env=thread_env(num_threads))
+    if not final.exists():
+        raise RecipeError(f"{task.upper()} training ended without {final}; see {log}")
+    rec.finish({"model": str(final), "config": str(output_dir / "config.yaml"),
+                "log": str(log)})
+    return final

@@ -1,0 +1,100 @@
+"""The mini ASR recipe (egs2/mini_flite/asr1) end to end at toy size, as a real subprocess: flite
+corpus, statistics, BPE, FSQ tokenizer, Chunk SSL, fine-tuning and from-scratch baseline, offline
+and streaming decoding, scoring with the results table and the plots. Then single stages re-run
+with --stage N --stop_stage N are no-ops that leave their outputs untouched."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import List, Tuple
+
+import pytest
+
+RECIPE = Path(__file__).resolve().parent.parent / "egs2" / "mini_flite" / "asr1"
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def run_sh(work: Path, args: List[str], timeout: int = 1200) -> subprocess.CompletedProcess:
+    dirs = ["--datadir", str(work / "data"), "--expdir", str(work / "exp"), "--audio_dir",
+            str(work / "audio")]
+    return subprocess.run(["./run.sh", "--toy", "true", *dirs, *args], cwd=RECIPE,
+                          env={**os.environ, "PYTHON": sys.executable}, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory: pytest.TempPathFactory) -> Tuple[Path, subprocess.CompletedProcess]:
+    for tool in ("flite", "sox"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"the mini recipe needs '{tool}' (apt-get install {tool})")
+    if not Path("/usr/share/games/fortunes/fortunes").is_file():
+        pytest.skip("the mini recipe needs the Debian packages fortunes and fortunes-min")
+    work = tmp_path_factory.mktemp("mini_flite")
+    start = time.time()
+    res = run_sh(work, [])
+    print(f"toy recipe: {time.time() - start:.0f} s")
+    assert res.returncode == 0, f"stdout:\n{res.stdout[-5000:]}\nstderr:\n{res.stderr[-5000:]}"
+    return work, res
+
+
+@pytest.mark.slow
+def test_toy_recipe_end_to_end(toy_run: Tuple[Path, subprocess.CompletedProcess]) -> None:
+    work, res = toy_run
+    exp = work / "exp"
+    results = (exp / "RESULTS.md").read_text()
+    assert results in res.stdout  # the table is printed
+    header = next(line for line in results.splitlines() if line.startswith("| model |"))
+    chunk_columns = re.findall(r"\| (\d+) ms", header)
+    assert "| offline |" in header and len(chunk_columns) >= 3, header
+    rows = {line.split("|")[1].strip(): line for line in results.splitlines()
+            if line.startswith("| ") and not line.startswith("| model")}
+    assert "Chunk SSL + fine-tuning" in rows and "from scratch (baseline)" in rows
+    for cell in rows["Chunk SSL + fine-tuning"].split("|")[2:2 + 1 + len(chunk_columns)]:
+        float(cell)  # offline and every chunk size were scored
+    assert re.search(r"\| from scratch \(baseline\) \| \d+\.\d\d \|", results)
+    assert "rtf" in results and "mean_chunk_latency_ms" in results
+
+    for png in ("loss_ssl.png", "loss_downstream.png", "wer_vs_chunk_test.png"):
+        assert (exp / "plots" / png).read_bytes()[:8] == PNG, png
+    scores = json.loads((exp / "results.json").read_text())["scores"]["test"]
+    assert len(scores["asr_ssl"]["streaming"]) >= 3
+
+    # provenance: exact commands, resolved configs, versions
+    info = json.loads((exp / "ssl" / "run_info.json").read_text())
+    assert "chunkssl_espnet.recipe train --task ssl" in info["command"]
+    assert info["versions"]["chunkssl_espnet"] and info["versions"]["espnet"]
+    assert any("chunkssl_espnet.bin.ssl_train" in c for c in info["commands"])
+    config = (exp / "asr_ssl" / "config.yaml").read_text()
+    assert "ssl/valid.loss.ave.pth:encoder:encoder" in config
+    assert "valid.loss.ave.pth" not in (exp / "asr_scratch" / "config.yaml").read_text()
+    assert "--toy true" in (exp / "commands.log").read_text()
+    for folder in ("stats", "tokenizer_random", "asr_ssl/decode_test_offline",
+                   "asr_ssl/decode_test_stream/chunk8"):
+        assert (exp / folder / "run_info.json").is_file(), folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", [1, 2, 3, 4, 5, 6, 7, 9, 10])
+def test_toy_stage_rerun_is_idempotent(
+    toy_run: Tuple[Path, subprocess.CompletedProcess], stage: int
+) -> None:
+    work, _ = toy_run
+    exp = work / "exp"
+    watched = [exp / "stats" / "train" / "feats_stats.npz", exp / "ssl" / "valid.loss.ave.pth",
+               exp / "asr_ssl" / "valid.acc.ave.pth", exp / "asr_ssl" / "decode_test_offline" /
+               "text", exp / "asr_ssl" / "decode_test_stream" / "chunk8" / "text",
+               work / "data" / "train" / "utt2num_samples"]
+    before = {p: p.stat().st_mtime_ns for p in watched}
+    res = run_sh(work, ["--stage", str(stage), "--stop_stage", str(stage)], timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"Stage {stage}:" in res.stderr
+    if stage != 2:  # stage 2 re-checks the data (read only)
+        assert "already done" in res.stderr or "up to date" in res.stdout, res.stderr[-2000:]
+    after = {p: p.stat().st_mtime_ns for p in watched}
+    changed = [p for p in watched if p.name != "utt2num_samples" and before[p] != after[p]]
+    assert not changed, f"stage {stage} rewrote {changed}"

@@ -1,0 +1,318 @@
+"""The recipe stages' library (chunkssl_espnet.recipe) without training: bookkeeping, jobs, ESPnet
+argument building, segment dumping, scoring tables and figures."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from chunkssl_espnet.data.datadir import read_scp, validate_data_dir, write_data_dir
+from chunkssl_espnet.recipe import cli
+from chunkssl_espnet.recipe.datadirs import combine_data_dirs, dump_segments, holdout
+from chunkssl_espnet.recipe.decode import merge_text, offline_dir, streaming_root
+from chunkssl_espnet.recipe.jobs import RecipeError, run_command, run_parallel
+from chunkssl_espnet.recipe.provenance import StageRecord, options_stamp, replace_dir
+from chunkssl_espnet.recipe.results import parse_labelled, score_recipe
+from chunkssl_espnet.recipe.train import check_inputs, espnet_train_args
+
+SR = 16000
+
+
+def tone(path: Path, seconds: float) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * SR)) / SR
+    soundfile.write(path, 0.1 * np.sin(2 * np.pi * 220 * t), SR, subtype="PCM_16")
+    return path
+
+
+# --- bookkeeping ---------------------------------------------------------------------------
+def test_stage_record_skips_same_options_and_reruns_changed(tmp_path: Path) -> None:
+    out = tmp_path / "stage"
+    rec = StageRecord(out, "demo", {"a": 1, "nj": 2}, argv=["prog", "--a", "1"])
+    assert not rec.is_done()
+    rec.start()
+    rec.add_command(["echo", "hi there"])
+    info = rec.finish({"x": "y"})
+    run_info = json.loads(info.read_text())
+    assert run_info["command"] == "prog --a 1"
+    assert run_info["commands"] == ["echo 'hi there'"]
+    assert run_info["options"] == {"a": 1, "nj": 2}
+    assert {"chunkssl_espnet", "espnet", "torch", "python"} <= set(run_info["versions"])
+    # nj does not change outputs: same stamp; another value of a does
+    assert StageRecord(out, "demo", {"a": 1, "nj": 8}).is_done()
+    assert not StageRecord(out, "demo", {"a": 2, "nj": 2}).is_done()
+    assert not StageRecord(out, "demo", {"a": 1, "force": True}).is_done()
+    assert options_stamp({"a": 1, "nj": 1}) == options_stamp({"a": 1})
+
+
+def test_replace_dir_is_complete_swap(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "old.txt").write_text("old")
+    (tmp_path / "out.tmp").mkdir()
+    (tmp_path / "out.tmp" / "new.txt").write_text("new")
+    replace_dir(tmp_path / "out.tmp", tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["new.txt"]
+    assert not (tmp_path / "out.tmp").exists() and not (tmp_path / "out.old").exists()
+
+
+# --- jobs ----------------------------------------------------------------------------------
+def test_run_command_logs_and_raises_with_tail(tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "ok.log"
+    run_command([sys.executable, "-c", "print('hello')"], log)
+    assert "hello" in log.read_text() and "# exit 0" in log.read_text()
+    bad = [sys.executable, "-c", "import sys; print('the cause'); sys.exit(3)"]
+    with pytest.raises(RecipeError, match=r"(?s)exit 3.*bad.log.*the cause"):
+        run_command(bad, tmp_path / "bad.log")
+    with pytest.raises(RecipeError, match="cannot run"):
+        run_command([str(tmp_path / "no-such-program")], tmp_path / "x.log")
+
+
+def test_run_parallel_runs_all_then_reports_failure(tmp_path: Path) -> None:
+    jobs = [([sys.executable, "-c", f"open(r'{tmp_path}/done{i}', 'w')"], tmp_path / f"{i}.log")
+            for i in range(3)]
+    jobs.append(([sys.executable, "-c", "raise SystemExit(2)"], tmp_path / "fail.log"))
+    with pytest.raises(RecipeError, match="fail.log"):
+        run_parallel(jobs, nj=2)
+    assert all((tmp_path / f"done{i}").exists() for i in range(3))
+
+
+# --- training arguments ----------------------------------------------------------------------
+def test_espnet_train_args_per_task(tmp_path: Path) -> None:
+    ssl = espnet_train_args("ssl", "c.yaml", "data/train", "data/valid", "exp/stats", "exp/ssl",
+                            tokenizer_dir="exp/tok", max_epoch=3)
+    assert ssl[ssl.index("--model_conf") + 1] == "tokenizer_dir=exp/tok"
+    assert ssl[ssl.index("--normalize_conf") + 1] == "stats_file=exp/stats/train/feats_stats.npz"
+    assert "data/train/wav.scp,speech,sound" in ssl and "--token_list" not in ssl
+    assert ssl[ssl.index("--max_epoch") + 1] == "3" and "--resume" in ssl
+
+    asr = espnet_train_args("asr", "c.yaml", "data/train", "data/valid", "exp/stats", "exp/asr",
+                            token_list="t.txt", bpemodel="b.model",
+                            init_param=["exp/ssl/valid.loss.ave.pth:encoder:encoder"])
+    assert "data/valid/text,text,text" in asr
+    assert asr[asr.index("--init_param") + 1] == "exp/ssl/valid.loss.ave.pth:encoder:encoder"
+    assert "--multiprocessing_distributed" not in asr
+
+    st = espnet_train_args("st", "c.yaml", "d/tr", "d/dev", "s", "e", token_list="de.txt",
+                           bpemodel="de.model", text_name="text.tc.de", src_token_list="en.txt",
+                           src_bpemodel="en.model", src_text_name="text.lc.rm.en", ngpu=4,
+                           num_nodes=2, dist_launcher="slurm")
+    assert "d/tr/text.tc.de,text,text" in st and "d/tr/text.lc.rm.en,src_text,text" in st
+    assert st[st.index("--ngpu") + 1] == "4" and "--multiprocessing_distributed" in st
+    assert st[st.index("--dist_world_size") + 1] == "2"
+
+    with pytest.raises(RecipeError, match="tokenizer_dir"):
+        espnet_train_args("ssl", "c", "a", "b", "s", "o")
+    with pytest.raises(RecipeError, match="token_list"):
+        espnet_train_args("asr", "c", "a", "b", "s", "o")
+    with pytest.raises(RecipeError, match="unknown task"):
+        espnet_train_args("tts", "c", "a", "b", "s", "o")
+
+
+def test_check_inputs_names_the_missing_file(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("{}")
+    args = espnet_train_args("ssl", tmp_path / "c.yaml", tmp_path / "train", tmp_path / "valid",
+                             tmp_path / "stats", tmp_path / "out", tokenizer_dir=tmp_path / "tok")
+    with pytest.raises(RecipeError, match=r"feats_stats.npz does not exist; run the earlier"):
+        check_inputs(args)
+
+
+# --- data directories ------------------------------------------------------------------------
+def segmented_dir(root: Path) -> Path:
+    """Two 2 s recordings cut into three segments, with text."""
+    wav = {r: str(tone(root / "audio" / f"{r}.wav", 2.0)) for r in ("recA", "recB")}
+    segments = {"recA-0": "recA 0.00 0.50", "recA-1": "recA 1.00 1.75", "recB-0": "recB 0.2 1.2"}
+    utt2spk = {u: u.split("-")[0] for u in segments}
+    text = {u: f"words of {u}" for u in segments}
+    return write_data_dir(root / "data", wav, utt2spk, texts={"text": text}, segments=segments)
+
+
+def test_dump_segments_writes_one_file_per_utterance(tmp_path: Path) -> None:
+    src = segmented_dir(tmp_path)
+    dst = dump_segments(src, tmp_path / "dump" / "data", nj=2)
+    assert validate_data_dir(dst) == 3
+    assert not (dst / "segments").exists()
+    assert read_scp(dst / "utt2num_samples") == {"recA-0": "8000", "recA-1": "12000",
+                                                 "recB-0": "16000"}
+    assert read_scp(dst / "text") == read_scp(src / "text")
+    first = (dst / "wav.scp").stat().st_mtime_ns
+    dump_segments(src, dst)  # done: nothing rewritten
+    assert (dst / "wav.scp").stat().st_mtime_ns == first
+
+
+def test_combine_and_holdout(tmp_path: Path) -> None:
+    a = write_data_dir(tmp_path / "a", {"u1": str(tone(tmp_path / "u1.wav", 0.2)),
+                                        "u2": str(tone(tmp_path / "u2.wav", 0.2))},
+                       {"u1": "s1", "u2": "s1"}, texts={"text": {"u1": "a b", "u2": "c"}})
+    b = write_data_dir(tmp_path / "b", {"v1": str(tone(tmp_path / "v1.wav", 0.2))}, {"v1": "s2"},
+                       texts={"text": {"v1": "d"}})
+    out = combine_data_dirs([a, b], tmp_path / "ab")
+    assert validate_data_dir(out) == 3 and (out / "utt2num_samples").is_file()
+    write_data_dir(tmp_path / "c", {"u1": "x"}, {"u1": "s9"}, texts={"text": {"u1": "e"}})
+    with pytest.raises(ValueError, match="'u1' is in both"):
+        combine_data_dirs([a, tmp_path / "c"], tmp_path / "bad")
+    train, valid = holdout(out, tmp_path / "tr", tmp_path / "va", n=1)
+    assert validate_data_dir(train) + validate_data_dir(valid) == 3
+    assert validate_data_dir(valid) == 1
+
+
+# --- decoding bookkeeping and scoring ----------------------------------------------------------
+def test_merge_text_sorted(tmp_path: Path) -> None:
+    (tmp_path / "1").write_text("b B\n")
+    (tmp_path / "2").write_text("a A\nc\n")
+    assert merge_text([tmp_path / "1", tmp_path / "2"], tmp_path / "out") == 3
+    assert (tmp_path / "out").read_text() == "a A\nb B\nc\n"
+
+
+def fake_decoding(folder: Path, hyp: str, summary: dict = None) -> None:
+    folder.mkdir(parents=True)
+    (folder / "text").write_text(hyp)
+    (folder / ".done").write_text("stamp\n")
+    if summary is not None:
+        (folder / "summary.json").write_text(json.dumps(summary))
+
+
+def fake_checkpoint(exp: Path, keys=("loss",)) -> None:
+    exp.mkdir(parents=True, exist_ok=True)
+    stats = {e: {ph: {k: 1.0 / e + (ph == "valid") for k in keys} | {"time": "1 s"}
+                 for ph in ("train", "valid")} for e in (1, 2, 3)}
+    torch.save({"reporter": {"stats": stats, "epoch": 3}}, exp / "checkpoint.pth")
+
+
+def test_score_recipe_tables_and_plots(tmp_path: Path) -> None:
+    data = tmp_path / "data" / "test"
+    data.mkdir(parents=True)
+    (data / "text").write_text("u1 A B C D\nu2 E F\n")
+    (data / "utt2spk").write_text("u1 s\nu2 s\n")
+    exp = tmp_path / "exp"
+    fake_decoding(offline_dir(exp / "ft", "test"), "u1 A B C D\nu2 E F\n")
+    fake_decoding(offline_dir(exp / "scratch", "test"), "u1 A B C\nu2 E X\n")
+    for c, hyp in ((4, "u1 A\nu2 E F\n"), (8, "u1 A B C D\nu2 E\n"), (16, "u1 A B C D\n")):
+        fake_decoding(streaming_root(exp / "ft", "test") / f"chunk{c}", hyp,
+                      {"num_utts": 2, "rtf": 0.1 * c, "p90_chunk_latency_ms": 9.0,
+                       "algorithmic_latency_ms": 40.0 * c, "device": "cpu",
+                       "extra": {"x": 1.5}})
+    # an incomplete decoding (no .done) is ignored
+    (streaming_root(exp / "ft", "test") / "chunk32").mkdir()
+    (streaming_root(exp / "ft", "test") / "chunk32" / "text").write_text("u1 Z\n")
+    fake_checkpoint(exp / "ssl")
+    fake_checkpoint(exp / "ft", ("loss", "acc"))
+    md = score_recipe(exp, tmp_path / "data", ["test"], parse_labelled(["ft=pre-trained",
+                                                                        "scratch"]),
+                      ssl=[("ssl", "Chunk SSL")], title="demo")
+    text = md.read_text()
+    assert "| model | offline | 160 ms | 320 ms | 640 ms |" in text
+    assert "| pre-trained | 0.00 | 50.00 | 16.67 | 33.33 |" in text
+    assert "| scratch | 33.33 | - | - | - |" in text
+    assert "1280 ms" not in text
+    assert "| chunk (ms) | WER (%) | algorithmic_latency_ms | rtf | p90_chunk_latency_ms | " \
+        "extra.x |" in text
+    for png in ("loss_ssl.png", "loss_downstream.png", "wer_vs_chunk_test.png"):
+        assert (exp / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    results = json.loads((exp / "results.json").read_text())
+    assert results["scores"]["test"]["ft"]["streaming"]["8"]["score"] == pytest.approx(100 / 6)
+
+    template = tmp_path / "T.md"
+    template.write_text("# Template\n\nintro\n\n<!-- results -->\n\nend\n")
+    out = score_recipe(exp, tmp_path / "data", ["test"], [("ft", "ft")], template=template,
+                       out_md=tmp_path / "R.md")
+    assert out.read_text().startswith("# Template\n\nintro\n\n## test: WER (%)")
+    with pytest.raises(RecipeError, match="no complete decoding"):
+        score_recipe(exp, tmp_path / "data", ["test"], [("nothing", "x")])
+
+
+def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert cli.main(["check-data", str(tmp_path / "nowhere")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "nowhere: data directory does not exist" in err
+    assert cli.main(["score", "--exp_dir", str(tmp_path), "--data_root", str(tmp_path),
+                     "--test_sets", "test", "--models", "m"]) == 1
+    assert "reference transcripts not found" in capsys.readouterr().err
+    assert cli.main(["step", "--out_dir", str(tmp_path / "s")]) == 1
+    assert "give the command after '--'" in capsys.readouterr().err
+
+
+def test_cli_step_runs_once(tmp_path: Path) -> None:
+    marker = tmp_path / "count"
+    cmd = ["step", "--name", "demo", "--out_dir", str(tmp_path / "s"), "--", sys.executable,
+           "-c", f"f = open(r'{marker}', 'a'); f.write('x')"]
+    assert cli.main(cmd) == 0 and cli.main(cmd) == 0
+    assert marker.read_text() == "x"
+    assert (tmp_path / "s" / "demo.log").is_file() and (tmp_path / "s" / "run_info.json").is_file()
+
+
+FAKE_DECODER = r'''
+import json, sys
+from pathlib import Path
+module, args = sys.argv[1], sys.argv[2:]
+opt = {k: v for k, v in zip(args, args[1:]) if k.startswith("--")}
+out = Path(opt["--output_dir"])
+if "streaming" in module:
+    ids = [l.split()[0] for l in Path(opt["--data_dir"], "wav.scp").read_text().splitlines()]
+    if opt["--chunk_size"] == "13":
+        sys.exit("fake streaming failure")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "text").write_text("".join(f"{u} HYP {opt['--chunk_size']}\n" for u in ids))
+    (out / "summary.json").write_text(json.dumps({"rtf": 0.5, "num_utts": len(ids)}))
+else:
+    scp = opt["--data_path_and_name_and_type"].split(",")[0]
+    ids = [l.split()[0] for l in Path(scp).read_text().splitlines()]
+    (out / "1best_recog").mkdir(parents=True, exist_ok=True)
+    (out / "1best_recog" / "text").write_text("".join(f"{u} HYP\n" for u in ids))
+'''
+
+
+@pytest.fixture
+def fake_decoders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Decoding commands run a fake decoder; returns a test set of 5 utterances and a model."""
+    from chunkssl_espnet.recipe import decode
+
+    script = tmp_path / "fake_decoder.py"
+    script.write_text(FAKE_DECODER)
+    monkeypatch.setattr(decode, "python_module",
+                        lambda module, *a: [sys.executable, str(script), module, *map(str, a)])
+    ids = [f"utt{i}" for i in range(5)]
+    write_data_dir(tmp_path / "data" / "test", {u: f"/audio/{u}.wav" for u in ids},
+                   {u: "spk" for u in ids}, texts={"text": {u: "REF" for u in ids}})
+    (tmp_path / "exp" / "m").mkdir(parents=True)
+    for name in ("config.yaml", "valid.acc.ave.pth"):
+        (tmp_path / "exp" / "m" / name).write_text("")
+    return tmp_path
+
+
+def test_decode_offline_parts_merge_and_skip(fake_decoders: Path) -> None:
+    from chunkssl_espnet.recipe.decode import Model, decode_offline
+
+    model = Model.from_dir(fake_decoders / "exp" / "m", "valid.acc.ave.pth")
+    data = fake_decoders / "data" / "test"
+    texts = decode_offline("asr", [model], [data], chunk_sizes=[-1, 8], nj=3)
+    assert texts == [offline_dir(model.model_dir, "test") / "text",
+                     offline_dir(model.model_dir, "test", 8) / "text"]
+    for text in texts:
+        assert read_scp(text) == {f"utt{i}": "HYP" for i in range(5)}
+        info = json.loads((text.parent / "run_info.json").read_text())
+        assert len(info["commands"]) == 1 and info["outputs"]["jobs"] == 1  # 3 slots / 2 units
+    assert "--decoding_chunk_size 8" in json.loads(
+        (texts[1].parent / "run_info.json").read_text())["commands"][0]
+    mtime = texts[0].stat().st_mtime_ns
+    decode_offline("asr", [model], [data], nj=1)  # same options but nj: skipped
+    assert texts[0].stat().st_mtime_ns == mtime
+    with pytest.raises(RecipeError, match="not found; run the earlier stages"):
+        decode_offline("asr", [Model.from_dir(fake_decoders / "nowhere", "x.pth")], [data])
+
+
+def test_decode_streaming_keeps_successful_units(fake_decoders: Path) -> None:
+    from chunkssl_espnet.recipe.decode import Model, decode_streaming
+
+    model = Model.from_dir(fake_decoders / "exp" / "m", "valid.acc.ave.pth")
+    data = fake_decoders / "data" / "test"
+    with pytest.raises(RecipeError, match="chunk13.log"):
+        decode_streaming([model], [data], [4, 13], nj=2)
+    root = streaming_root(model.model_dir, "test")
+    assert (root / "chunk4" / ".done").is_file() and not (root / "chunk13").exists()
+    assert read_scp(root / "chunk4" / "text")["utt0"] == "HYP 4"
+    with pytest.raises(RecipeError, match="positive"):
+        decode_streaming([model], [data], [0])
