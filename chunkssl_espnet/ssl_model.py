@@ -81,6 +81,17 @@ class ChunkSSLModel(ESPnetSSLModel):
         self.mask_noise_std = mask_noise_std
         self.valid_seed = valid_seed
 
+    def _mask_seed(self) -> int:
+        """Seed of this step's masks: fixed in eval; in training drawn from the global RNG (which
+        ESPnet seeds identically on every rank) and offset by the rank, so that DDP ranks mask
+        differently while runs stay reproducible and resumable."""
+        if not self.training:
+            return self.valid_seed
+        seed = int(torch.randint(2**31 - 1, ()))
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            seed = seed * torch.distributed.get_world_size() + torch.distributed.get_rank()
+        return seed
+
     def collect_feats(
         self,
         speech: torch.Tensor,
@@ -120,7 +131,7 @@ class ChunkSSLModel(ESPnetSSLModel):
         with torch.no_grad():
             targets, _ = self.tokenizer.group_targets(feats, lens, self.group_size)
         chunk, left = self.encoder.chunk_config()
-        gen = None if self.training else torch.Generator().manual_seed(self.valid_seed)
+        gen = torch.Generator().manual_seed(self._mask_seed())
         t_enc = feats.shape[1] // 4
         frame_mask = chunk_span_mask(
             self.encoder.embed_lengths(lens), t_enc, chunk, self.mask_ratio, self.mask_span, gen

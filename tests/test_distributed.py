@@ -14,18 +14,19 @@ both take one optimizer step per epoch on the mean gradient of the same 14 unpad
 with ``--seed`` before building the model). The validation loss is computed with 1 utterance per
 process in both runs and the masks of ``valid_seed``, so on the same weights it is the same number.
 
-Why a tolerance and not equality: the training masks come from torch's global RNG, which ESPnet
-reseeds with ``seed + epoch`` at every epoch in every rank alike (no rank offset), so the ranks
-draw the same numbers, while the single process draws on for its second micro-batch: the runs see
-different masks, like two runs of different seeds on the same initial weights. Chunk size is fixed
-(``dynamic_chunk_training=false``) and dropout is 0, so the masks are the only draws that differ.
-A full-batch step averages their noise over 14 utterances (with batches of 2 the two runs ended up
-to 0.15 apart). Measured on this set-up, 8 epochs, seeds 0-3, 2-process minus 1-process: the
-final valid loss differed by at most 0.04 and the final train loss by at most 0.10 (both noisier in
-the first epochs: Adam's first update is close to lr * sign(gradient), whatever the mask noise),
-while training lowered the valid loss by 0.77 to 1.25 from epoch 1 to 8. The tolerances are 0.1 on
-the final valid loss (2.5 times the largest difference seen, a tenth of the learning) and 0.2 on
-the final train loss; both runs must also have learned (valid loss down by more than 0.5).
+Why a tolerance and not equality: the training masks of each step are drawn from a seed that
+ChunkSSLModel takes from torch's global RNG (which ESPnet reseeds with ``seed + epoch`` in every
+rank alike) and offsets by the rank, so the two ranks mask differently, as two micro-batches of one
+process do, but with other numbers: the runs see different masks, like two runs of different seeds
+on the same initial weights. Chunk size is fixed (``dynamic_chunk_training=false``) and dropout is
+0, so the masks are the only draws that differ. A full-batch step averages their noise over 14
+utterances (with batches of 2 the two runs ended up to 0.15 apart). Measured on this set-up, 8
+epochs, seeds 0-3, |2-process minus 1-process| final valid loss: 0.138, 0.001, 0.072 and < 0.1
+(seed 3), final train loss up to 0.06 where measured; training lowers the valid loss by about 1.0
+from epoch 1 to 8. (Before masks were offset by rank, half of the 2-process masks equalled the
+1-process ones and the valid losses were at most 0.04 apart.) The tolerances are 0.25 on the final
+valid loss (1.8 times the largest difference seen, a quarter of the learning) and 0.3 on the final
+train loss; both runs must also have learned (valid loss down by more than 0.5).
 
 ``--use_amp true`` is passed to both runs: on CPU ESPnet builds its GradScaler and autocast, and
 both disable themselves (a no-op), so this checks that the flag passes through to a finished run.
@@ -49,8 +50,8 @@ from tests.ssl_runs import (
 pytestmark = pytest.mark.slow
 
 EPOCHS = 8
-VALID_TOL = 0.1
-TRAIN_TOL = 0.2
+VALID_TOL = 0.25
+TRAIN_TOL = 0.3
 LEARNED = 0.5  # valid loss decrease from epoch 1 to the end, each run
 
 
