@@ -316,3 +316,52 @@ def test_decode_streaming_keeps_successful_units(fake_decoders: Path) -> None:
     assert read_scp(root / "chunk4" / "text")["utt0"] == "HYP 4"
     with pytest.raises(RecipeError, match="positive"):
         decode_streaming([model], [data], [0])
+
+
+FAKE_TRAINER = r'''
+import sys
+from pathlib import Path
+args = sys.argv[2:]
+out = Path(args[args.index("--output_dir") + 1])
+out.mkdir(parents=True, exist_ok=True)
+if "fail" in out.name:
+    sys.exit("fake training failure")
+(out / "config.yaml").write_text(" ".join(args))
+(out / "valid.acc.ave.pth").write_text("model")
+with open(out.parent / "count", "a") as f:
+    f.write(out.name + "\n")
+'''
+
+
+def test_train_side_by_side_skips_done(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chunkssl_espnet.recipe import train as train_mod
+    from chunkssl_espnet.recipe.train import TrainJob, train, without_init
+
+    script = tmp_path / "fake_trainer.py"
+    script.write_text(FAKE_TRAINER)
+    monkeypatch.setattr(train_mod, "python_module",
+                        lambda module, *a: [sys.executable, str(script), module, *map(str, a)])
+    init = tmp_path / "ssl.pth"
+    init.write_text("")
+    main = TrainJob("asr", tmp_path / "exp" / "ft", ["--output_dir", str(tmp_path / "exp" / "ft"),
+                                                     "--init_param", f"{init}:encoder:encoder"])
+    base = without_init(main, tmp_path / "exp" / "scratch")
+    assert base.espnet_args == ["--output_dir", str(tmp_path / "exp" / "scratch")]
+    models = train([main, base], concurrent=True, num_threads=1)
+    assert models == [tmp_path / "exp" / "ft" / "valid.acc.ave.pth",
+                      tmp_path / "exp" / "scratch" / "valid.acc.ave.pth"]
+    assert sorted((tmp_path / "exp" / "count").read_text().split()) == ["ft", "scratch"]
+    train([main, base])  # done: nothing runs again
+    assert len((tmp_path / "exp" / "count").read_text().split()) == 2
+    info = json.loads((tmp_path / "exp" / "ft" / "run_info.json").read_text())
+    assert info["options"]["espnet_args"] == main.espnet_args
+
+    bad = TrainJob("asr", tmp_path / "exp" / "fail", ["--output_dir", str(tmp_path / "exp/fail")])
+    other = TrainJob("asr", tmp_path / "exp" / "ok2", ["--output_dir", str(tmp_path / "exp/ok2")])
+    with pytest.raises(RecipeError, match="fail/train.log"):
+        train([bad, other], concurrent=True)
+    assert (tmp_path / "exp" / "ok2" / ".done").is_file()
+    assert not (tmp_path / "exp" / "fail" / ".done").exists()
+    missing = TrainJob("asr", tmp_path / "exp" / "x", ["--init_param", "nowhere.pth:a:b"])
+    with pytest.raises(RecipeError, match="nowhere.pth does not exist"):
+        train([missing])

@@ -97,7 +97,7 @@ def _step(a: argparse.Namespace) -> object:
 
 
 def _train(a: argparse.Namespace) -> object:
-    from chunkssl_espnet.recipe.train import espnet_train_args, train
+    from chunkssl_espnet.recipe.train import TrainJob, espnet_train_args, train, without_init
 
     args = espnet_train_args(
         a.task, a.config, a.train_dir, a.valid_dir, a.stats_dir, a.output_dir,
@@ -106,8 +106,15 @@ def _train(a: argparse.Namespace) -> object:
         src_text_name=a.src_text_name, init_param=a.init_param, max_epoch=a.max_epoch,
         ngpu=a.ngpu, num_nodes=a.num_nodes, dist_launcher=a.dist_launcher,
     ) + a.extra
-    return train(a.task, a.output_dir, args, num_threads=a.num_threads, force=a.force,
-                 argv=a.argv)
+    jobs = [TrainJob(a.task, Path(a.output_dir), args)]
+    if a.baseline_output_dir:
+        if not a.init_param:
+            raise RecipeError("--baseline_output_dir: the main training has no --init_param, "
+                              "so the baseline would be the same training")
+        jobs.append(without_init(jobs[0], a.baseline_output_dir))
+    models = train(jobs, num_threads=a.num_threads, concurrent=a.concurrent, force=a.force,
+                   argv=a.argv)
+    return "\n".join(str(m) for m in models)
 
 
 def _models(task: str, model_dirs: Sequence[str], model_file: Optional[str]) -> list:
@@ -217,6 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ngpu", type=int, default=0)
     p.add_argument("--num_nodes", type=int, default=1)
     p.add_argument("--dist_launcher", choices=["slurm", "mpi"])
+    p.add_argument("--baseline_output_dir",
+                   help="also train the same model from scratch (no --init_param) into this dir")
+    p.add_argument("--concurrent", action="store_true",
+                   help="run the baseline side by side with the main training (CPU)")
     p.add_argument("--num_threads", type=int, help="CPU threads (OMP_NUM_THREADS)")
 
     p = add("decode", _decode, "offline beam search decoding in nj parallel parts",

@@ -13,10 +13,17 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
-from chunkssl_espnet.recipe.jobs import RecipeError, python_module, run_command, thread_env
+from chunkssl_espnet.recipe.jobs import (
+    RecipeError,
+    python_module,
+    raise_first,
+    run_jobs,
+    thread_env,
+)
 from chunkssl_espnet.recipe.provenance import StageRecord
 
 PathLike = Union[str, os.PathLike]
@@ -122,36 +129,74 @@ def check_inputs(args: Sequence[str]) -> None:
             raise RecipeError(f"{flag} {value}: {path} does not exist; run the earlier stages")
 
 
+@dataclass
+class TrainJob:
+    """One ESPnet training: its task, output folder and complete ESPnet arguments."""
+
+    task: str
+    output_dir: Path
+    espnet_args: List[str]
+
+    @property
+    def final_model(self) -> Path:
+        return self.output_dir / FINAL_MODEL[self.task]
+
+
+def without_init(job: TrainJob, output_dir: PathLike) -> TrainJob:
+    """The same training from scratch: no ``--init_param``, another output folder."""
+    args, skip = [], False
+    for i, a in enumerate(job.espnet_args):
+        if skip:
+            skip = False
+            continue
+        if a == "--init_param":
+            skip = True
+            continue
+        if i > 0 and job.espnet_args[i - 1] == "--output_dir":
+            a = str(output_dir)
+        args.append(a)
+    return TrainJob(job.task, Path(output_dir), args)
+
+
 def train(
-    task: str,
-    output_dir: PathLike,
-    espnet_args: Sequence[str],
+    jobs: Sequence[TrainJob],
     num_threads: Optional[int] = None,
+    concurrent: bool = False,
     force: bool = False,
     argv: Optional[Sequence[str]] = None,
-    options: Optional[Dict[str, object]] = None,
-) -> Path:
-    """Run ESPnet training (resuming) into ``output_dir``; return the averaged model.
+) -> List[Path]:
+    """Run ESPnet trainings (resuming) into their output folders; return the averaged models.
 
     ESPnet writes the resolved configuration (``config.yaml``), the checkpoints and the averaged
     model there; the log goes to ``train.log`` and the command and versions to ``run_info.json``.
+    A training already done with the same arguments is skipped. ``concurrent`` runs the trainings
+    side by side (on a CPU, two single-threaded trainings finish sooner than two 2-thread ones in
+    a row); otherwise one after the other.
     """
-    output_dir = Path(output_dir)
-    final = output_dir / FINAL_MODEL[task]
-    rec = StageRecord(output_dir, f"{task}_train",
-                      {**(options or {}), "task": task, "espnet_args": list(espnet_args),
-                       "force": force}, argv)
-    if rec.is_done() and final.exists():
-        return final
-    check_inputs(espnet_args)
-    rec.start()
-    cmd = python_module(f"chunkssl_espnet.bin.{task}_train", *espnet_args)
-    rec.add_command(cmd)
-    log = output_dir / "train.log"
-    logger.info("%s training: log in %s", task.upper(), log)
-    run_command(cmd, log, env=thread_env(num_threads))
-    if not final.exists():
-        raise RecipeError(f"{task.upper()} training ended without {final}; see {log}")
-    rec.finish({"model": str(final), "config": str(output_dir / "config.yaml"),
-                "log": str(log)})
-    return final
+    todo = []
+    for job in jobs:
+        rec = StageRecord(job.output_dir, f"{job.task}_train",
+                          {"task": job.task, "espnet_args": job.espnet_args, "force": force}, argv)
+        if not (rec.is_done() and job.final_model.exists()):
+            check_inputs(job.espnet_args)
+            todo.append((job, rec))
+    runs = []
+    for job, rec in todo:
+        rec.start()
+        cmd = python_module(f"chunkssl_espnet.bin.{job.task}_train", *job.espnet_args)
+        rec.add_command(cmd)
+        runs.append((cmd, job.output_dir / "train.log"))
+        logger.info("%s training -> %s (log %s)", job.task.upper(), job.output_dir, runs[-1][1])
+    results = run_jobs(runs, len(runs) if concurrent else 1, env=thread_env(num_threads))
+    failures = []
+    for (job, rec), result, (_, log) in zip(todo, results, runs):
+        if isinstance(result, RecipeError):
+            failures.append(result)
+        elif not job.final_model.exists():
+            failures.append(RecipeError(f"{job.task.upper()} training ended without "
+                                        f"{job.final_model}; see {log}"))
+        else:
+            rec.finish({"model": str(job.final_model), "config": str(job.output_dir /
+                        "config.yaml"), "log": str(log), "seconds": round(result, 1)})
+    raise_first(failures)
+    return [job.final_model for job in jobs]

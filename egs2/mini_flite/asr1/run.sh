@@ -11,15 +11,15 @@ log() {
 }
 
 stage=1                 # first stage to run
-stop_stage=11           # last stage to run
+stop_stage=10           # last stage to run
 toy=false               # tiny sizes for the test suite (conf/toy.sh); the command line still wins
 nj=2                    # parallel jobs (data generation, statistics, decoding)
 preset=mini             # model size: conf/{ssl,asr}_chunk_<preset>.yaml at the repository root
 ssl_config=             # default: ../../../conf/ssl_chunk_${preset}.yaml
 asr_config=             # default: ../../../conf/asr_chunk_${preset}.yaml
-n_train=600             # utterances of the generated corpus: training
-n_valid=150             #   validation
-n_test=200              #   test (held-out voice)
+n_train=500             # utterances of the generated corpus: training
+n_valid=50              #   validation
+n_test=100              #   test (held-out voice)
 voices="slt rms awb kal16"
 test_voice=awb
 seed=0
@@ -29,6 +29,7 @@ tokenizer_levels=2M     # FSQ levels preset
 ssl_epochs=              # empty: the config's max_epoch
 asr_epochs=
 ngpu=0
+side_by_side=true       # stage 7 trains both ASR models at once, one thread each (best on CPU)
 beam_size=4             # offline beam search
 ctc_weight=0.3
 maxlenratio=0.5         # bounds hypothesis length (x encoder frames): undertrained models run away
@@ -43,7 +44,8 @@ help_message="Usage: $0 [options]
 Mini ASR recipe: flite corpus -> statistics -> BPE -> FSQ tokenizer -> Chunk SSL -> ASR fine-tuning
 and from-scratch baseline -> offline and streaming decoding -> RESULTS.md and plots in \${expdir}.
 Stages: 1 data generation, 2 data check, 3 feature statistics, 4 BPE, 5 tokenizer, 6 SSL,
-7 ASR from SSL, 8 ASR from scratch, 9 offline decoding, 10 streaming decoding, 11 scoring.
+7 ASR fine-tuning from SSL and from scratch (baseline), 8 offline decoding, 9 streaming decoding,
+10 scoring.
 Re-run one stage with --stage N --stop_stage N (done stages are skipped unless options changed)."
 
 declare -a run_args=("$@")
@@ -61,6 +63,8 @@ tokenizer_dir=${expdir}/tokenizer_${tokenizer_kind}
 models="${expdir}/asr_ssl ${expdir}/asr_scratch"
 stream_models=${expdir}/asr_ssl
 [ "${stream_baseline}" = true ] && stream_models=${models}
+asr_opts=
+[ "${side_by_side}" = true ] && asr_opts="--concurrent --num_threads 1"
 mkdir -p "${expdir}"
 echo "$(date '+%Y-%m-%dT%H:%M:%S') $0 ${run_args[*]}" >> "${expdir}/commands.log"
 log "$0 ${run_args[*]}"
@@ -111,41 +115,35 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
 fi
 
 if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
-    log "Stage 7: ASR fine-tuning from the SSL encoder -> ${expdir}/asr_ssl"
+    log "Stage 7: ASR fine-tuning from the SSL encoder (${expdir}/asr_ssl) and from scratch" \
+        "(${expdir}/asr_scratch)"
+    # shellcheck disable=SC2086
     ${python} -m chunkssl_espnet.recipe train --task asr --config "${asr_config}" \
         --train_dir "${datadir}/train" --valid_dir "${datadir}/valid" \
         --stats_dir "${expdir}/stats" --token_list "${bpedir}/tokens.txt" \
         --bpemodel "${bpedir}/bpe.model" --init_param "${expdir}/ssl/valid.loss.ave.pth:encoder:encoder" \
-        --output_dir "${expdir}/asr_ssl" ${asr_epochs:+--max_epoch ${asr_epochs}} --ngpu ${ngpu}
+        --output_dir "${expdir}/asr_ssl" --baseline_output_dir "${expdir}/asr_scratch" \
+        ${asr_epochs:+--max_epoch ${asr_epochs}} --ngpu ${ngpu} ${asr_opts}
 fi
 
 if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
-    log "Stage 8: ASR from scratch (baseline) -> ${expdir}/asr_scratch"
-    ${python} -m chunkssl_espnet.recipe train --task asr --config "${asr_config}" \
-        --train_dir "${datadir}/train" --valid_dir "${datadir}/valid" \
-        --stats_dir "${expdir}/stats" --token_list "${bpedir}/tokens.txt" \
-        --bpemodel "${bpedir}/bpe.model" \
-        --output_dir "${expdir}/asr_scratch" ${asr_epochs:+--max_epoch ${asr_epochs}} --ngpu ${ngpu}
-fi
-
-if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
-    log "Stage 9: offline decoding (beam ${beam_size}) of ${models}"
+    log "Stage 8: offline decoding (beam ${beam_size}) of ${models}"
     # shellcheck disable=SC2086
     ${python} -m chunkssl_espnet.recipe decode --task asr --model_dirs ${models} \
         --data_dirs "${datadir}/test" --nj ${nj} -- --beam_size ${beam_size} \
         --ctc_weight ${ctc_weight} --maxlenratio ${maxlenratio}
 fi
 
-if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
-    log "Stage 10: streaming decoding at chunk sizes ${stream_chunk_sizes} (x 40 ms)"
+if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
+    log "Stage 9: streaming decoding at chunk sizes ${stream_chunk_sizes} (x 40 ms)"
     # shellcheck disable=SC2086
     ${python} -m chunkssl_espnet.recipe stream-decode --model_dirs ${stream_models} \
         --data_dirs "${datadir}/test" --chunk_sizes ${stream_chunk_sizes} --nj ${nj} -- \
         --beam_size ${stream_beam_size} --ctc_weight ${ctc_weight} --device cpu
 fi
 
-if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then
-    log "Stage 11: scoring, ${expdir}/RESULTS.md and ${expdir}/plots/"
+if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
+    log "Stage 10: scoring, ${expdir}/RESULTS.md and ${expdir}/plots/"
     ${python} -m chunkssl_espnet.recipe score --exp_dir "${expdir}" --data_root "${datadir}" \
         --test_sets test --models "asr_ssl=Chunk SSL + fine-tuning" \
         "asr_scratch=from scratch (baseline)" --ssl "ssl=Chunk SSL (${tokenizer_kind} FSQ)" \
