@@ -19,7 +19,7 @@ RECIPE = Path(__file__).resolve().parent.parent / "egs2" / "mini_flite" / "asr1"
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def run_sh(work: Path, args: List[str], timeout: int = 1200) -> subprocess.CompletedProcess:
+def run_sh(work: Path, args: List[str], timeout: int = 2400) -> subprocess.CompletedProcess:
     dirs = ["--datadir", str(work / "data"), "--expdir", str(work / "exp"), "--audio_dir",
             str(work / "audio")]
     return subprocess.run(["./run.sh", "--toy", "true", *dirs, *args], cwd=RECIPE,
