@@ -25,6 +25,14 @@ from chunkssl_espnet.bench.memory import measure_step_memory
 CPU = torch.device("cpu")
 
 
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    """The benchmarks' --threads sets torch's global thread count: give it back afterwards."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_select_passes_keeps_ends_and_count():
     starts = list(range(4, 100, 4))
     assert select_passes(starts, 0) == starts

@@ -9,9 +9,14 @@ For each preset and chunk size, one training step (forward + backward) on uttera
   over all N-1 graphs would keep every pass's activations alive).
 
 Both steps score the masked frames of chunks 2..N with the same fixed random projection of the
-outputs, so they compute the same loss and the same gradients. The run also checks the
+outputs, so they compute the same loss and the same gradients. The two steps are timed in
+alternation; the naive warm-up runs its shortest and longest pass only. The run also checks the
 equivalence: in eval mode, dropout 0, the copy outputs of :func:`copy_append_forward` and of the
 reference :func:`naive_chunk_forward` (max abs diff), and the parameter gradients of the two steps.
+
+Where the naive step is too slow (base preset on CPU), ``--naive-max-passes K`` times K evenly
+spaced passes (first and last included) and scales the time by ``(N-1)/K``: the table then says
+EXTRAPOLATED, and ``--check-frames`` can restrict the equivalence check to a prefix.
 
     python -m chunkssl_espnet.bench.copy_append --out exp/bench/copy_append.json
 """
