@@ -13,6 +13,7 @@ import platform
 import statistics
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -281,8 +282,10 @@ def profile_top_ops(fn: Callable[[], Any], device: torch.device, row_limit: int 
     activities = [ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(ProfilerActivity.CUDA)
-    with profile(activities=activities) as prof:
-        fn()
-        synchronize(device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "Profiler clears events ..."
+        with profile(activities=activities) as prof:
+            fn()
+            synchronize(device)
     key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     return prof.key_averages().table(sort_by=key, row_limit=row_limit)
