@@ -62,8 +62,9 @@ def test_replace_dir_is_complete_swap(tmp_path: Path) -> None:
 # --- jobs ----------------------------------------------------------------------------------
 def test_run_command_logs_and_raises_with_tail(tmp_path: Path) -> None:
     log = tmp_path / "logs" / "ok.log"
-    run_command([sys.executable, "-c", "print('hello')"], log)
+    t = run_command([sys.executable, "-c", "sum(range(3_000_000)); print('hello')"], log)
     assert "hello" in log.read_text() and "# exit 0" in log.read_text()
+    assert t.wall > 0 and t.cpu > 0
     bad = [sys.executable, "-c", "import sys; print('the cause'); sys.exit(3)"]
     with pytest.raises(RecipeError, match=r"(?s)exit 3.*bad.log.*the cause"):
         run_command(bad, tmp_path / "bad.log")

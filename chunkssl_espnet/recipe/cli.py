@@ -91,7 +91,7 @@ def _step(a: argparse.Namespace) -> object:
     rec.start()
     rec.add_command(a.extra)
     log = Path(a.log) if a.log else Path(a.out_dir) / f"{a.name}.log"
-    run_command(a.extra, log)
+    rec.add_cpu(run_command(a.extra, log).cpu)
     rec.finish({"log": str(log)})
     return f"{a.name}: done -> {a.out_dir} (log {log})"
 

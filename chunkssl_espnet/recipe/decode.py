@@ -23,6 +23,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 from chunkssl_espnet.data.datadir import atomic_write_text, read_scp, split_scp
 from chunkssl_espnet.recipe.jobs import (
     Command,
+    JobTime,
     RecipeError,
     python_module,
     raise_first,
@@ -159,12 +160,14 @@ def audio_seconds(data_dir: PathLike, sample_rate: int = 16000) -> Optional[floa
     return sum(int(v) for v in read_scp(path).values()) / sample_rate
 
 
-def _run_units(units: Sequence[Unit], nj: int, finish: Callable[[Unit, List[float]], None]) -> None:
+def _run_units(
+    units: Sequence[Unit], nj: int, finish: Callable[[Unit, List[JobTime]], None]
+) -> None:
     """Run the jobs of all units in one pool of ``nj``; ``finish`` every unit whose jobs all
     succeeded, then raise the first failure, if any (the finished units stay done)."""
     jobs = [job for u in units for job in u.jobs]
     results = run_jobs(jobs, nj, env=thread_env(1) if nj > 1 else None)
-    failures: List[Union[float, RecipeError]] = []
+    failures: List[Union[JobTime, RecipeError]] = []
     k = 0
     for u in units:
         mine = results[k:k + len(u.jobs)]
@@ -172,7 +175,10 @@ def _run_units(units: Sequence[Unit], nj: int, finish: Callable[[Unit, List[floa
         if any(isinstance(r, RecipeError) for r in mine):
             failures += [r for r in mine if isinstance(r, RecipeError)]
         else:
-            finish(u, [float(r) for r in mine])  # type: ignore[arg-type]
+            times = [r for r in mine if isinstance(r, JobTime)]
+            for t in times:
+                u.record.add_cpu(t.cpu)
+            finish(u, times)
     raise_first(failures)
 
 
@@ -220,12 +226,12 @@ def decode_offline(
         logger.info("offline decoding: %d unit(s), %d job(s), %d at a time", len(todo),
                     sum(len(u.jobs) for u in todo), nj)
 
-    def finish(u: Unit, seconds: List[float]) -> None:
+    def finish(u: Unit, times: List[JobTime]) -> None:
         texts = [u.tmp / f"part{j}" / "1best_recog" / "text" for j in range(1, len(u.jobs) + 1)]
         _require(*texts)
         n = merge_text(texts, u.tmp / "text")
         summary = {"num_utts": n, "audio_s": audio_seconds(u.data_dir),
-                   "decode_wall_s": round(max(seconds), 1), "jobs": len(u.jobs),
+                   "decode_wall_s": round(max(t.wall for t in times), 1), "jobs": len(u.jobs),
                    "chunk_size": u.chunk_size}
         atomic_write_text(u.tmp / "summary.json", json.dumps(summary, indent=1) + "\n")
         replace_dir(u.tmp, u.out_dir)
@@ -285,13 +291,13 @@ def decode_streaming(
     if todo:
         logger.info("streaming decoding: %d unit(s), %d at a time", len(todo), nj)
 
-    def finish(u: Unit, seconds: List[float]) -> None:
+    def finish(u: Unit, times: List[JobTime]) -> None:
         _require(u.tmp / "text")
         replace_dir(u.tmp, u.out_dir)
         summary = {}
         if (u.out_dir / "summary.json").is_file():
             summary = json.loads((u.out_dir / "summary.json").read_text())
-        u.record.finish({"text": str(u.out_dir / "text"), "wall_s": round(seconds[0], 1),
+        u.record.finish({"text": str(u.out_dir / "text"), "wall_s": round(times[0].wall, 1),
                          "summary": summary})
 
     _run_units(todo, nj, finish)

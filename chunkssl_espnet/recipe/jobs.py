@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -22,6 +23,15 @@ Command = List[str]
 
 class RecipeError(RuntimeError):
     """A recipe stage cannot go on; the message says what failed and where to look."""
+
+
+@dataclass(frozen=True)
+class JobTime:
+    """What one finished command cost: wall seconds, and CPU seconds (user + system, all threads,
+    with the sub-processes it waited for)."""
+
+    wall: float
+    cpu: float
 
 
 def python_module(module: str, *args: object) -> Command:
@@ -52,8 +62,8 @@ def run_command(
     log: PathLike,
     env: Optional[Mapping[str, str]] = None,
     cwd: Optional[PathLike] = None,
-) -> float:
-    """Run ``cmd`` with stdout and stderr appended to ``log``; return its wall time in seconds.
+) -> JobTime:
+    """Run ``cmd`` with stdout and stderr appended to ``log``; return its wall and CPU time.
 
     Raises:
         RecipeError: the command is not found or exits non-zero (the log's tail is quoted).
@@ -66,28 +76,37 @@ def run_command(
         f.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(argv)}\n")
         f.flush()
         try:
-            rc = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=cwd,
-                                stdin=subprocess.DEVNULL).returncode
+            proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                                    stdin=subprocess.DEVNULL)
         except OSError as e:
             raise RecipeError(f"cannot run {shlex.join(argv)}: {e}") from e
+        try:
+            # wait4 gives this child's resource usage (threads and waited-for descendants).
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        proc.returncode = rc = os.waitstatus_to_exitcode(status)
         seconds = time.time() - start
-        f.write(f"# exit {rc} after {seconds:.1f} s\n")
+        cpu = usage.ru_utime + usage.ru_stime
+        f.write(f"# exit {rc} after {seconds:.1f} s ({cpu:.1f} s CPU)\n")
     if rc != 0:
         raise RecipeError(
             f"command failed (exit {rc}): {shlex.join(argv)}\n"
             f"log: {log}; its last lines:\n{tail(log)}"
         )
-    return seconds
+    return JobTime(seconds, cpu)
 
 
 def run_jobs(
     jobs: Sequence[Tuple[Sequence[object], PathLike]],
     nj: int,
     env: Optional[Mapping[str, str]] = None,
-) -> List[Union[float, RecipeError]]:
-    """Run ``(cmd, log)`` jobs, ``nj`` at a time, each to its end; per job its wall time in
-    seconds or the ``RecipeError`` it failed with, in order."""
-    def one(job: Tuple[Sequence[object], PathLike]) -> Union[float, RecipeError]:
+) -> List[Union[JobTime, RecipeError]]:
+    """Run ``(cmd, log)`` jobs, ``nj`` at a time, each to its end; per job its ``JobTime`` or the
+    ``RecipeError`` it failed with, in order."""
+    def one(job: Tuple[Sequence[object], PathLike]) -> Union[JobTime, RecipeError]:
         try:
             return run_command(job[0], job[1], env=env)
         except RecipeError as e:
@@ -97,21 +116,21 @@ def run_jobs(
         return list(pool.map(one, jobs))
 
 
-def raise_first(results: Sequence[Union[float, RecipeError]]) -> List[float]:
-    """The wall times, or the first error (with the number of failed jobs)."""
+def raise_first(results: Sequence[Union[JobTime, RecipeError]]) -> List[JobTime]:
+    """The job times, or the first error (with the number of failed jobs)."""
     errors = [r for r in results if isinstance(r, RecipeError)]
     if errors:
         extra = f" ({len(errors)} of {len(results)} jobs failed)" if len(errors) > 1 else ""
         raise RecipeError(f"{errors[0]}{extra}")
-    return [float(r) for r in results]  # type: ignore[arg-type]
+    return [r for r in results if isinstance(r, JobTime)]
 
 
 def run_parallel(
     jobs: Sequence[Tuple[Sequence[object], PathLike]],
     nj: int,
     env: Optional[Mapping[str, str]] = None,
-) -> List[float]:
-    """Run ``(cmd, log)`` jobs, ``nj`` at a time; wall time of each, in order.
+) -> List[JobTime]:
+    """Run ``(cmd, log)`` jobs, ``nj`` at a time; the time of each, in order.
 
     Every job runs to its end even when another fails; then the first failure is raised.
     """

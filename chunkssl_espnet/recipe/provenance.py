@@ -106,6 +106,7 @@ class StageRecord:
         self.stamp = options_stamp(self.options, ignore)
         self.commands: List[str] = []
         self.started = 0.0
+        self.cpu_seconds = 0.0
 
     @property
     def done_file(self) -> Path:
@@ -130,9 +131,14 @@ class StageRecord:
         """Clear the done stamp (outputs are about to change) and start the clock."""
         self.done_file.unlink(missing_ok=True)
         self.started = time.time()
+        self.cpu_seconds = 0.0
 
     def add_command(self, cmd: Sequence[str]) -> None:
         self.commands.append(shlex.join(str(c) for c in cmd))
+
+    def add_cpu(self, seconds: float) -> None:
+        """Count the CPU time of a finished sub-command of this stage."""
+        self.cpu_seconds += seconds
 
     def info(self, outputs: Optional[Mapping[str, object]] = None) -> Dict[str, object]:
         return {
@@ -145,6 +151,9 @@ class StageRecord:
             "versions": versions(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.started)),
             "seconds": round(time.time() - self.started, 1),
+            # CPU time of the stage's sub-commands (all threads): with the wall time, it shows
+            # how much of the machine the stage had.
+            "cpu_seconds": round(self.cpu_seconds, 1),
         }
 
     def finish(self, outputs: Optional[Mapping[str, object]] = None) -> Path:

@@ -170,6 +170,28 @@ def results_markdown(
     return "\n".join(parts)
 
 
+def stage_times(exp_dir: Path) -> str:
+    """A table of the stages recorded under ``exp_dir`` (``run_info.json``): when each started
+    and how long it took, in start order."""
+    rows = []
+    for path in exp_dir.rglob("run_info.json"):
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        rows.append({"stage": info.get("stage", "?"),
+                     "output": str(path.parent.relative_to(exp_dir)),
+                     "started": info.get("started", ""),
+                     "minutes": float(info.get("seconds", 0.0)) / 60,
+                     "CPU minutes": (float(info["cpu_seconds"]) / 60
+                                     if "cpu_seconds" in info else None)})
+    if not rows:
+        return ""
+    rows.sort(key=lambda r: (r["started"], r["output"]))
+    return "### Stages (from run_info.json)\n\n" + markdown_table(
+        rows, ["stage", "output", "started", "minutes", "CPU minutes"])
+
+
 def _set_info(data_dir: Path) -> str:
     n = len(read_scp(data_dir / "utt2spk")) if (data_dir / "utt2spk").is_file() else 0
     text = f"{n} utterances"
@@ -254,6 +276,9 @@ def score_recipe(
                 METRICS[metric], title=test_set)
     set_info = {t: _set_info(data_root / t) for t in test_sets}
     tables = results_markdown(scores, labels, metric, set_info)
+    times = stage_times(exp_dir)
+    if times:
+        tables += "\n" + times
     ver = versions()
     footer = ("\nFigures: " + ", ".join(f"[{k}]({os.path.relpath(v, out_md.parent)})"
                                        for k, v in plots.items()) + "\n\n"

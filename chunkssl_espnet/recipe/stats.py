@@ -111,7 +111,8 @@ def collect_stats(
     for cmd, _ in jobs:
         rec.add_command(cmd)
     logger.info("stats: %d job(s), logs in %s", len(jobs), tmp)
-    run_parallel(jobs, nj, env=thread_env(1) if nj > 1 else None)
+    for t in run_parallel(jobs, nj, env=thread_env(1) if nj > 1 else None):
+        rec.add_cpu(t.cpu)
     if nj > 1:
         from espnet2.bin.aggregate_stats_dirs import aggregate_stats_dirs
 

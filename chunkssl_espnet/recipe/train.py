@@ -196,7 +196,8 @@ def train(
             failures.append(RecipeError(f"{job.task.upper()} training ended without "
                                         f"{job.final_model}; see {log}"))
         else:
+            rec.add_cpu(result.cpu)
             rec.finish({"model": str(job.final_model), "config": str(job.output_dir /
-                        "config.yaml"), "log": str(log), "seconds": round(result, 1)})
+                        "config.yaml"), "log": str(log)})
     raise_first(failures)
     return [job.final_model for job in jobs]
