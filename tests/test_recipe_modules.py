@@ -203,8 +203,10 @@ def test_score_recipe_tables_and_plots(tmp_path: Path) -> None:
     fake_checkpoint(exp / "ft", ("loss", "acc"))
     md = score_recipe(exp, tmp_path / "data", ["test"], parse_labelled(["ft=pre-trained",
                                                                         "scratch"]),
-                      ssl=[("ssl", "Chunk SSL")], title="demo")
+                      ssl=[("ssl", "Chunk SSL")], title="demo", extra_metrics=["cer"])
     text = md.read_text()
+    assert "## test (2 utterances): WER (%)" in text and "### test: CER (%)" in text
+    assert "| scratch | 30.00 | - | - | - |" in text  # CER: 3 of 10 characters (with spaces)
     assert "| model | offline | 160 ms | 320 ms | 640 ms |" in text
     assert "| pre-trained | 0.00 | 50.00 | 16.67 | 33.33 |" in text
     assert "| scratch | 33.33 | - | - | - |" in text
@@ -220,7 +222,7 @@ def test_score_recipe_tables_and_plots(tmp_path: Path) -> None:
     template.write_text("# Template\n\nintro\n\n<!-- results -->\n\nend\n")
     out = score_recipe(exp, tmp_path / "data", ["test"], [("ft", "ft")], template=template,
                        out_md=tmp_path / "R.md")
-    assert out.read_text().startswith("# Template\n\nintro\n\n## test: WER (%)")
+    assert out.read_text().startswith("# Template\n\nintro\n\n## test (2 utterances): WER (%)")
     with pytest.raises(RecipeError, match="no complete decoding"):
         score_recipe(exp, tmp_path / "data", ["test"], [("nothing", "x")])
 

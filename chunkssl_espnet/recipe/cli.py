@@ -147,6 +147,7 @@ def _score(a: argparse.Namespace) -> object:
 
     out = score_recipe(a.exp_dir, a.data_root, a.test_sets, parse_labelled(a.models),
                        metric=a.metric, text_name=a.text_name, ssl=parse_labelled(a.ssl),
+                       extra_metrics=a.extra_metrics,
                        out_md=a.out, template=a.template, title=a.title)
     return out.read_text(encoding="utf-8") + f"\n(written to {out})"
 
@@ -259,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="<folder in exp_dir>=<label>, in table order")
     p.add_argument("--ssl", nargs="*", default=[], help="SSL runs <folder>=<label> (loss plot)")
     p.add_argument("--metric", default="wer", choices=["wer", "cer", "bleu"])
+    p.add_argument("--extra_metrics", nargs="*", default=[], choices=["wer", "cer", "bleu"],
+                   help="more tables of the same decodings (e.g. cer)")
     p.add_argument("--text_name", default="text")
     p.add_argument("--template", help="markdown with a '<!-- results -->' line to fill")
     p.add_argument("--out", help="default <exp_dir>/RESULTS.md")

@@ -72,6 +72,8 @@ def plot_loss_curves(
     if not keys:
         return None
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4), squeeze=False)
     for ax, key in zip(axes[0], keys):
         for i, (label, curve) in enumerate(curves.items()):
@@ -82,6 +84,7 @@ def plot_loss_curves(
                     ax.plot(xs, ys, style, marker="o", markersize=3, color=f"C{i}",
                             label=f"{label} ({phase})")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

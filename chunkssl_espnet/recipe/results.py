@@ -126,36 +126,49 @@ def _flat_numbers(summary: Mapping[str, object]) -> Dict[str, float]:
     return out
 
 
+def _error_table(
+    per_model: Mapping[str, Mapping[str, object]], labels: Mapping[str, str], name: str,
+    heading: str,
+) -> str:
+    """One row per model: offline, then each chunk size (streaming, or else chunk-masked)."""
+    chunks = sorted({c for s in per_model.values() for kind in ("chunked", "streaming")
+                     for c in s[kind]})  # type: ignore[union-attr]
+    streaming = any(s["streaming"] for s in per_model.values())
+    kind = "streaming" if streaming else "chunked"
+    cols = ["model", "offline"] + [f"{c * FRAME_MS} ms" for c in chunks]
+    rows = []
+    for model, s in per_model.items():
+        row: Dict[str, object] = {"model": labels[model]}
+        if "offline" in s:
+            row["offline"] = s["offline"]["score"]  # type: ignore[index]
+        for c in chunks:
+            res = s[kind].get(c)  # type: ignore[union-attr]
+            if res is not None:
+                row[f"{c * FRAME_MS} ms"] = res["score"]
+        rows.append(row)
+    what = "streaming, chunk by chunk" if streaming else "chunk-masked encoder"
+    return (f"{heading}: {name}\n\nColumns after `offline`: {what}, at the chunk size given "
+            f"(algorithmic latency).\n\n" + markdown_table(rows, cols))
+
+
 def results_markdown(
     scores: Mapping[str, Mapping[str, Mapping[str, object]]],
     labels: Mapping[str, str],
     metric: str,
     set_info: Mapping[str, str],
+    extra_scores: Optional[Mapping[str, Mapping[str, Mapping[str, Mapping[str, object]]]]] = None,
 ) -> str:
-    """The tables: per test set, one row per model (offline, then each chunk size); then a
-    streaming table per model with the decoder's real-time factor and latencies."""
+    """The tables: per test set, one row per model (offline, then each chunk size), the same
+    for every extra metric (``{metric: scores}``); then a streaming table per model with the
+    decoder's real-time factor and latencies."""
     name = METRICS[metric]
     parts = []
     for test_set, per_model in scores.items():
-        chunks = sorted({c for s in per_model.values() for kind in ("chunked", "streaming")
-                         for c in s[kind]})  # type: ignore[union-attr]
-        streaming = any(s["streaming"] for s in per_model.values())
-        kind = "streaming" if streaming else "chunked"
-        cols = ["model", "offline"] + [f"{c * FRAME_MS} ms" for c in chunks]
-        rows = []
-        for model, s in per_model.items():
-            row: Dict[str, object] = {"model": labels[model]}
-            if "offline" in s:
-                row["offline"] = s["offline"]["score"]  # type: ignore[index]
-            for c in chunks:
-                res = s[kind].get(c)  # type: ignore[union-attr]
-                if res is not None:
-                    row[f"{c * FRAME_MS} ms"] = res["score"]
-            rows.append(row)
-        what = "streaming, chunk by chunk" if streaming else "chunk-masked encoder"
-        parts.append(f"## {test_set}: {name} ({set_info.get(test_set, '')})\n\n"
-                     f"Columns after `offline`: {what}, at the chunk size given (algorithmic "
-                     f"latency).\n\n" + markdown_table(rows, cols))
+        parts.append(_error_table(per_model, labels, name,
+                                  f"## {test_set} ({set_info.get(test_set, '')})"))
+        for extra, extra_scores_ in (extra_scores or {}).items():
+            parts.append(_error_table(extra_scores_[test_set], labels, METRICS[extra],
+                                      f"### {test_set}"))
         for model, s in per_model.items():
             stream = s["streaming"]
             if not stream:
@@ -210,6 +223,7 @@ def score_recipe(
     metric: str = "wer",
     text_name: str = "text",
     ssl: Sequence[Tuple[str, str]] = (),
+    extra_metrics: Sequence[str] = (),
     out_md: Optional[PathLike] = None,
     template: Optional[PathLike] = None,
     title: str = "Results",
@@ -220,7 +234,9 @@ def score_recipe(
         exp_dir: the experiment directory holding the model folders.
         data_root: holds ``<test set>/<text_name>`` (the references).
         models: ``(folder under exp_dir, label)`` of the downstream models, in table order.
-        metric: ``wer``, ``cer`` or ``bleu``.
+        metric: ``wer``, ``cer`` or ``bleu``: the main one (figures, streaming table).
+        extra_metrics: more tables of the same decodings (``cer`` beside ``wer``: character
+            errors still move when an undertrained model gets every word wrong).
         ssl: ``(folder, label)`` of the pre-training runs, for the SSL loss curves.
         out_md: the markdown file (default ``<exp_dir>/RESULTS.md``).
         template: a markdown file whose ``<!-- results -->`` line is replaced by the tables.
@@ -231,8 +247,9 @@ def score_recipe(
     Raises:
         RecipeError: nothing was decoded yet, or a reference file is missing.
     """
-    if metric not in METRICS:
-        raise RecipeError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+    for m in (metric, *extra_metrics):
+        if m not in METRICS:
+            raise RecipeError(f"unknown metric {m!r}; choose from {', '.join(METRICS)}")
     exp_dir, data_root = Path(exp_dir), Path(data_root)
     out_md = Path(out_md) if out_md is not None else exp_dir / "RESULTS.md"
     labels = dict(models)
@@ -275,7 +292,12 @@ def score_recipe(
                 series, offline, plots_dir / f"{metric}_vs_chunk_{test_set}.png",
                 METRICS[metric], title=test_set)
     set_info = {t: _set_info(data_root / t) for t in test_sets}
-    tables = results_markdown(scores, labels, metric, set_info)
+    extra_scores = {
+        m: {t: {model: score_model(exp_dir / model, t, data_root / t / text_name, m)
+                for model, _ in models} for t in test_sets}
+        for m in extra_metrics
+    }
+    tables = results_markdown(scores, labels, metric, set_info, extra_scores)
     times = stage_times(exp_dir)
     if times:
         tables += "\n" + times
@@ -294,7 +316,8 @@ def score_recipe(
     else:
         body = f"# {title}\n\n{tables}{footer}"
     atomic_write_text(out_md.with_name("results.json"), json.dumps(
-        {"metric": metric, "scores": scores, "labels": labels, "plots": plots, "versions": ver},
+        {"metric": metric, "scores": scores, "extra_scores": extra_scores, "labels": labels,
+         "plots": plots, "versions": ver},
         indent=1, default=str) + "\n")
     atomic_write_text(out_md, body)
     return out_md

@@ -151,7 +151,7 @@ if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then
     log "Stage 11: scoring -> ${expdir}/RESULTS.md and ${expdir}/plots/"
     # shellcheck disable=SC2086
     ${python} -m chunkssl_espnet.recipe score --exp_dir "${expdir}" --data_root "${datadir}" \
-        --test_sets ${test_sets} --models "asr_ssl=Chunk SSL + fine-tuning" \
+        --test_sets ${test_sets} --extra_metrics cer --models "asr_ssl=Chunk SSL + fine-tuning" \
         "asr_scratch=from scratch (baseline)" --ssl "ssl=Chunk SSL" --template RESULTS.md \
         --out "${expdir}/RESULTS.md"
 fi

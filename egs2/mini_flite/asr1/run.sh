@@ -145,7 +145,7 @@ fi
 if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
     log "Stage 10: scoring, ${expdir}/RESULTS.md and ${expdir}/plots/"
     ${python} -m chunkssl_espnet.recipe score --exp_dir "${expdir}" --data_root "${datadir}" \
-        --test_sets test --models "asr_ssl=Chunk SSL + fine-tuning" \
+        --test_sets test --extra_metrics cer --models "asr_ssl=Chunk SSL + fine-tuning" \
         "asr_scratch=from scratch (baseline)" --ssl "ssl=Chunk SSL (${tokenizer_kind} FSQ)" \
         --title "mini_flite asr1 (${preset}): ${n_train} training utterances, test voice ${test_voice}"
 fi
