@@ -169,8 +169,9 @@ def build_espnet(size: str, frontend: str, workdir: Path, seed: int):
 def hubert_labels(model, speech: Batch, seed: int) -> Batch:
     """Random integer labels at the encoder's frame rate (HuBERT's k-means ids stand-in)."""
     wav, lens = speech
+    dev = next(model.parameters()).device
     with torch.no_grad():
-        feats, flens = model._extract_feats(wav[:1], lens[:1])
+        feats, flens = model._extract_feats(wav[:1].to(dev), lens[:1].to(dev))
     t = int(flens[0])
     gen = torch.Generator().manual_seed(seed)
     labels = torch.randint(0, NUM_CLASSES, (wav.shape[0], t), generator=gen)
