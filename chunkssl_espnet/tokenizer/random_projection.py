@@ -108,4 +108,10 @@ class RandomFSQTokenizer(FSQTokenizer):
                 "the random FSQ tokenizer has no fitted statistics: call fit(batches) on "
                 "training features first (or load a fitted tokenizer directory)"
             )
-        return ((x.float() @ self.proj) - self.mean) @ self.transform * self.scale
+        # ((x @ proj) - mean) @ transform * scale folded into one affine map, its weight laid out
+        # (d, frame_dim) contiguous: with d = 9 outputs, x @ (frame_dim, d) runs 2.5x slower on
+        # CPU (measured, 12k x 320 frames, one thread) and a separate (N, d) @ (d, d) product
+        # would be a second pass over the frames.
+        weight = ((self.proj @ self.transform) * self.scale).T.contiguous()  # (d, frame_dim)
+        bias = (self.mean @ self.transform) * -self.scale  # (d,)
+        return torch.nn.functional.linear(x.float(), weight, bias)
