@@ -86,7 +86,7 @@ def test_toy_stage_rerun_is_idempotent(
     work, _ = toy_run
     exp = work / "exp"
     watched = [exp / "stats" / "train" / "feats_stats.npz", exp / "ssl" / "valid.loss.ave.pth",
-               exp / "asr_ssl" / "valid.acc.ave.pth", exp / "asr_ssl" / "decode_test_offline" /
+               exp / "asr_ssl" / "valid.loss.ave.pth", exp / "asr_ssl" / "decode_test_offline" /
                "text", exp / "asr_ssl" / "decode_test_stream" / "chunk8" / "text",
                work / "data" / "train" / "utt2num_samples"]
     before = {p: p.stat().st_mtime_ns for p in watched}

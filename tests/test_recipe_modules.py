@@ -113,6 +113,17 @@ def test_espnet_train_args_per_task(tmp_path: Path) -> None:
         espnet_train_args("tts", "c", "a", "b", "s", "o")
 
 
+def test_final_model_name_follows_the_config(tmp_path: Path) -> None:
+    from chunkssl_espnet.recipe.train import final_model_name
+
+    conf = tmp_path / "c.yaml"
+    conf.write_text("best_model_criterion:\n-   - valid\n    - loss\n    - min\n")
+    assert final_model_name("asr", conf) == "valid.loss.ave.pth"
+    conf.write_text("max_epoch: 3\n")
+    assert final_model_name("asr", conf) == "valid.acc.ave.pth"
+    assert final_model_name("ssl", tmp_path / "absent.yaml") == "valid.loss.ave.pth"
+
+
 def test_check_inputs_names_the_missing_file(tmp_path: Path) -> None:
     (tmp_path / "c.yaml").write_text("{}")
     args = espnet_train_args("ssl", tmp_path / "c.yaml", tmp_path / "train", tmp_path / "valid",

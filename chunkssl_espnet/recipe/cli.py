@@ -119,9 +119,10 @@ def _train(a: argparse.Namespace) -> object:
 
 def _models(task: str, model_dirs: Sequence[str], model_file: Optional[str]) -> list:
     from chunkssl_espnet.recipe.decode import Model
-    from chunkssl_espnet.recipe.train import FINAL_MODEL
+    from chunkssl_espnet.recipe.train import final_model_name
 
-    return [Model.from_dir(d, model_file or FINAL_MODEL[task]) for d in model_dirs]
+    return [Model.from_dir(d, model_file or final_model_name(task, Path(d) / "config.yaml"))
+            for d in model_dirs]
 
 
 def _decode(a: argparse.Namespace) -> object:
@@ -235,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
             "ESPnet's <task>_inference")
     p.add_argument("--task", default="asr", choices=["asr", "st"])
     p.add_argument("--model_dirs", nargs="+", required=True, help="ESPnet experiment folders")
-    p.add_argument("--model_file", help="file in each model dir (default: the averaged model)")
+    p.add_argument("--model_file", help="file in each model dir (default: the averaged model of "
+                   "the first best_model_criterion of its config.yaml)")
     p.add_argument("--data_dirs", nargs="+", required=True, help="test sets")
     p.add_argument("--chunk_sizes", type=int, nargs="+", default=[-1],
                    help="decode-time chunk sizes in encoder frames (-1: full context, default)")
@@ -245,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
             "chunkssl_espnet.bin.<task>_inference_streaming")
     p.add_argument("--task", default="asr", choices=["asr", "st"])
     p.add_argument("--model_dirs", nargs="+", required=True, help="ESPnet experiments")
-    p.add_argument("--model_file", help="file in each model dir (default: valid.acc.ave.pth)")
+    p.add_argument("--model_file", help="file in each model dir (default: the averaged model of "
+                   "the first best_model_criterion of its config.yaml)")
     p.add_argument("--ref_name", help="ST: reference file in each data dir (BLEU, lagging)")
     p.add_argument("--data_dirs", nargs="+", required=True, help="test sets")
     p.add_argument("--chunk_sizes", type=int, nargs="+", required=True,

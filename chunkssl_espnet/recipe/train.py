@@ -30,8 +30,23 @@ PathLike = Union[str, os.PathLike]
 logger = logging.getLogger(__name__)
 
 TASKS = ("ssl", "asr", "st")
-#: The averaged checkpoint each task's training ends with (``best_model_criterion`` of conf/).
+#: The averaged checkpoint of each task when its config names no ``best_model_criterion``.
 FINAL_MODEL = {"ssl": "valid.loss.ave.pth", "asr": "valid.acc.ave.pth", "st": "valid.acc.ave.pth"}
+
+
+def final_model_name(task: str, config: Optional[PathLike]) -> str:
+    """The averaged checkpoint ESPnet ends a training with: ``<phase>.<key>.ave.pth`` of the
+    first ``best_model_criterion`` of ``config`` (a training YAML or ESPnet's resolved
+    ``config.yaml``), or the task's default when the file or the entry is absent."""
+    import yaml
+
+    if config is not None and Path(config).is_file():
+        with open(config, encoding="utf-8") as f:
+            conf = yaml.safe_load(f) or {}
+        criteria = conf.get("best_model_criterion") or []
+        if criteria and len(criteria[0]) >= 2:
+            return f"{criteria[0][0]}.{criteria[0][1]}.ave.pth"
+    return FINAL_MODEL[task]
 
 
 def espnet_train_args(
@@ -139,7 +154,10 @@ class TrainJob:
 
     @property
     def final_model(self) -> Path:
-        return self.output_dir / FINAL_MODEL[self.task]
+        config = None
+        if "--config" in self.espnet_args:
+            config = self.espnet_args[self.espnet_args.index("--config") + 1]
+        return self.output_dir / final_model_name(self.task, config)
 
 
 def without_init(job: TrainJob, output_dir: PathLike) -> TrainJob:
