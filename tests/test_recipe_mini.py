@@ -1,7 +1,8 @@
-"""The mini ASR recipe (egs2/mini_flite/asr1) end to end at toy size, as a real subprocess: flite
-corpus, statistics, BPE, FSQ tokenizer, Chunk SSL, fine-tuning and from-scratch baseline, offline
-and streaming decoding, scoring with the results table and the plots. Then single stages re-run
-with --stage N --stop_stage N are no-ops that leave their outputs untouched."""
+"""The mini recipes (egs2/mini_flite/asr1 and st1) end to end at toy size, as real subprocesses:
+flite corpus, statistics, BPE, FSQ tokenizer, Chunk SSL, fine-tuning and from-scratch baseline,
+offline and streaming decoding, scoring with the results table and the plots. Then single stages
+of the ASR recipe re-run with --stage N --stop_stage N are no-ops that leave their outputs
+untouched."""
 
 import json
 import os
@@ -16,24 +17,30 @@ from typing import List, Tuple
 import pytest
 
 RECIPE = Path(__file__).resolve().parent.parent / "egs2" / "mini_flite" / "asr1"
+ST_RECIPE = RECIPE.parent / "st1"
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def run_sh(work: Path, args: List[str], timeout: int = 2400) -> subprocess.CompletedProcess:
+def run_sh(work: Path, args: List[str], timeout: int = 2400,
+           recipe: Path = RECIPE) -> subprocess.CompletedProcess:  # fmt: skip
     dirs = ["--datadir", str(work / "data"), "--expdir", str(work / "exp"), "--audio_dir",
             str(work / "audio")]
-    return subprocess.run(["./run.sh", "--toy", "true", *dirs, *args], cwd=RECIPE,
+    return subprocess.run(["./run.sh", "--toy", "true", *dirs, *args], cwd=recipe,
                           env={**os.environ, "PYTHON": sys.executable}, capture_output=True,
                           text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def toy_run(tmp_path_factory: pytest.TempPathFactory) -> Tuple[Path, subprocess.CompletedProcess]:
+def skip_without_corpus_tools() -> None:
     for tool in ("flite", "sox"):
         if shutil.which(tool) is None:
             pytest.skip(f"the mini recipe needs '{tool}' (apt-get install {tool})")
     if not Path("/usr/share/games/fortunes/fortunes").is_file():
         pytest.skip("the mini recipe needs the Debian packages fortunes and fortunes-min")
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory: pytest.TempPathFactory) -> Tuple[Path, subprocess.CompletedProcess]:
+    skip_without_corpus_tools()
     work = tmp_path_factory.mktemp("mini_flite")
     start = time.time()
     res = run_sh(work, [])
@@ -100,3 +107,25 @@ def test_toy_stage_rerun_is_idempotent(
     after = {p: p.stat().st_mtime_ns for p in watched}
     changed = [p for p in watched if p.name != "utt2num_samples" and before[p] != after[p]]
     assert not changed, f"stage {stage} rewrote {changed}"
+
+
+@pytest.mark.slow
+def test_toy_st_recipe_end_to_end(tmp_path: Path) -> None:
+    skip_without_corpus_tools()
+    from chunkssl_espnet.data.mini_flite import FREEDICT_DICT
+
+    if not FREEDICT_DICT.is_file():
+        pytest.skip("the mini ST recipe needs the Debian package dict-freedict-eng-deu")
+    start = time.time()
+    res = run_sh(tmp_path, [], recipe=ST_RECIPE)
+    print(f"toy ST recipe: {time.time() - start:.0f} s")
+    assert res.returncode == 0, f"stdout:\n{res.stdout[-5000:]}\nstderr:\n{res.stderr[-5000:]}"
+    exp = tmp_path / "exp"
+    results = (exp / "RESULTS.md").read_text()
+    assert results in res.stdout
+    assert "BLEU" in results and "average_lagging_ms" in results
+    header = next(line for line in results.splitlines() if line.startswith("| model |"))
+    assert "| offline |" in header and len(re.findall(r"\| (\d+) ms", header)) >= 3, header
+    assert re.search(r"\| Chunk SSL \+ ST \|( \d+\.\d\d \|){4}", results), results
+    assert re.search(r"\| from scratch \(baseline\) \| \d+\.\d\d \|", results), results
+    assert (exp / "plots" / "bleu_vs_chunk_test.png").read_bytes()[:8] == PNG
