@@ -270,6 +270,12 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
 
 
+def run_config(args: argparse.Namespace) -> Dict[str, Any]:
+    """The options of a run, for the record in the JSON output (``--out`` left out; paths are
+    written as strings by :func:`write_json`)."""
+    return {k: v for k, v in vars(args).items() if k != "out"}
+
+
 def command_line() -> str:
     """The command that is running, for the record in the JSON output."""
     return " ".join([os.path.basename(sys.executable), *sys.argv])

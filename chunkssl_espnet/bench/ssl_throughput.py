@@ -53,6 +53,7 @@ from chunkssl_espnet.bench.common import (
     machine_info,
     markdown_table,
     profile_top_ops,
+    run_config,
     setup_run,
     time_fn,
     time_interleaved,
@@ -395,8 +396,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         "benchmark": "ssl_throughput",
         "command": command_line(),
         "machine": machine,
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                   if k != "out"},
+        "config": run_config(args),
         "audio_s_per_step": audio_s,
         "encoder_params": params,
         "results": rows,

@@ -65,6 +65,7 @@ from chunkssl_espnet.bench.common import (
     machine_info,
     markdown_table,
     profile_top_ops,
+    run_config,
     setup_run,
     synchronize,
     write_json,
@@ -609,10 +610,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         "benchmark": "streaming",
         "command": command_line(),
         "machine": machine,
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                   if k != "out"},
-        "models": {k: {kk: (str(vv) if isinstance(vv, Path) else vv) for kk, vv in v.items()}
-                   for k, v in models.items()},
+        "config": run_config(args),
+        "models": models,
         "encoder_params": {k: s.num_params for k, s in streams.items()},
         "audio_s": audio_s,
         "references": {u.uttid: u.text for u in utts if u.text},
