@@ -9,7 +9,7 @@ codebook (small codebooks only) for the equivalence test and the ablation.
 """
 
 import math
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +21,8 @@ from chunkssl_espnet.fsq import DEFAULT_LEVELS, FSQ, resolve_levels
 # Full softmax over more classes than this would need a head of >= 2**17 * D weights (0.4 GB at
 # D = 768); the 1k and 64k presets fit, the 2M default does not.
 MAX_FULL_SOFTMAX_CLASSES = 2**17
+#: Weight of a batch with no scored frame in ESPnet's averaging (see ``_stats``).
+EMPTY_BATCH_WEIGHT = 1e-6
 
 
 class GroupMaskedPredictionLoss(AbsSSLLoss):
@@ -90,7 +92,7 @@ class GroupMaskedPredictionLoss(AbsSSLLoss):
         encoder_output: List[torch.Tensor],
         fsq_targets: torch.Tensor,
         loss_mask: torch.Tensor,
-    ) -> Tuple[torch.Tensor, Dict[str, Optional[torch.Tensor]]]:
+    ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """Loss over the scored frames.
 
         Args:
@@ -102,7 +104,8 @@ class GroupMaskedPredictionLoss(AbsSSLLoss):
             loss: scalar, mean over scored frames of ``sum_g CE_g`` (0 with a graph through the
                 head and the encoder output when no frame is scored).
             stats: detached ``loss``, ``acc_g0 .. acc_g{G-1}``, ``acc_joint`` (all groups right;
-                None when no frame is scored) and ``num_masked``.
+                0 when no frame is scored), ``num_masked`` and ``sample_size`` (the batch's
+                weight in ESPnet's averaging: the number of scored frames).
         """
         x = encoder_output[self.layer]
         self._check(x, fsq_targets, loss_mask)
@@ -110,12 +113,12 @@ class GroupMaskedPredictionLoss(AbsSSLLoss):
         targets = fsq_targets[scored]  # (N, G)
         n = targets.shape[0]
         if n == 0:
-            # Keep every parameter in the graph so DDP's gradient reduction does not hang.
+            # Keep every parameter in the graph so DDP's gradient reduction does not hang, and
+            # report the same stats as a scoring rank: ESPnet all-reduces them key by key.
             zero = x.sum() * 0.0 + sum(p.sum() for p in self.head.parameters()) * 0.0
-            stats: Dict[str, Optional[torch.Tensor]] = {"loss": zero.detach()}
-            stats.update({f"acc_g{g}": None for g in range(self.num_groups)})
-            stats.update({"acc_joint": None, "num_masked": torch.zeros((), device=x.device)})
-            return zero, stats
+            return zero, self._stats(zero.detach(), torch.zeros(0, self.num_groups,
+                                                                 dtype=torch.bool,
+                                                                 device=x.device))
         if (targets >= self._vocab).any():
             raise ValueError(
                 f"fsq_targets exceed the group vocabularies {self.group_vocab_sizes}: the "
@@ -136,11 +139,29 @@ class GroupMaskedPredictionLoss(AbsSSLLoss):
                 preds.append(logits_g.argmax(-1))
             loss = loss / n
             pred = torch.stack(preds, dim=-1)
-        with torch.no_grad():
-            correct = pred == targets  # (N, G)
-            stats = {"loss": loss.detach()}
+        return loss, self._stats(loss.detach(), (pred == targets).detach())
+
+    def _stats(self, loss: torch.Tensor, correct: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Stats of a batch whose N scored frames got ``correct`` (N, G) bool group predictions.
+
+        ``sample_size`` is N: ESPnet's SSL model hands it to the trainer as the batch's weight,
+        so DDP averages the loss and the accuracies over scored frames (a rank that scores
+        nothing counts as ``EMPTY_BATCH_WEIGHT``, not 0, which would make the average 0 / 0
+        when no rank scores). The accuracies of such a batch are 0, not NaN: ESPnet's weighted
+        all-reduce multiplies each rank's value by its weight, and NaN times a zero weight would
+        not vanish.
+        """
+        n = correct.shape[0]
+        if n == 0:
+            acc = correct.new_zeros(self.num_groups, dtype=torch.float32)
+            joint = acc.new_zeros(())
+        else:
             acc = correct.float().mean(0)
-            stats.update({f"acc_g{g}": acc[g] for g in range(self.num_groups)})
-            stats["acc_joint"] = correct.all(-1).float().mean()
-            stats["num_masked"] = torch.tensor(float(n), device=x.device)
-        return loss, stats
+            joint = correct.all(-1).float().mean()
+        stats = {"loss": loss}
+        stats.update({f"acc_g{g}": acc[g] for g in range(self.num_groups)})
+        stats["acc_joint"] = joint
+        stats["num_masked"] = torch.tensor(float(n), device=loss.device)
+        stats["sample_size"] = torch.tensor(float(n) if n else EMPTY_BATCH_WEIGHT,
+                                            device=loss.device)
+        return stats

@@ -9,7 +9,7 @@ random, and the first ``m`` frames in that order are masked, so masks are whole 
 except the last one.
 """
 
-from typing import Optional
+from typing import Optional, Sequence, Tuple
 
 import torch
 
@@ -89,3 +89,49 @@ def apply_fbank_mask(
     noise = torch.randn(feats.shape, generator=generator, dtype=torch.float32, device="cpu")
     noise = noise.to(device=feats.device, dtype=feats.dtype) * noise_std
     return torch.where(full[..., None], noise, feats)
+
+
+def utterance_masks(
+    feats: torch.Tensor,
+    feats_lens: torch.Tensor,
+    enc_lens: torch.Tensor,
+    chunk_size: int,
+    seeds: Sequence[int],
+    ratio: float = 0.45,
+    span: int = 4,
+    noise_std: float = 0.1,
+    subsampling: int = 4,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Masks and masked fbank of a batch, each utterance drawn from its own seed.
+
+    An utterance's mask and noise depend only on its seed and its own length, never on the
+    batch it sits in or the padding, so that a DDP rank's shard of a global batch gets exactly
+    the masks the single-process run gives the same utterances (see ``ChunkSSLModel``).
+
+    Args:
+        feats: (B, T, F) normalised fbank; feats_lens: (B,) valid fbank frames.
+        enc_lens: (B,) valid encoder frames.
+        chunk_size: encoder frames per chunk (<= 0: the utterance is one chunk).
+        seeds: B seeds.
+    Returns:
+        frame_mask (B, T // subsampling) bool and the masked fbank (B, T, F).
+    """
+    b, t, _ = feats.shape
+    t_enc = t // subsampling
+    if len(seeds) != b:
+        raise ValueError(f"{len(seeds)} mask seeds for a batch of {b}")
+    frame_mask = torch.zeros(b, t_enc, dtype=torch.bool, device=feats.device)
+    masked = feats.clone()
+    for i, seed in enumerate(seeds):
+        gen = torch.Generator().manual_seed(int(seed))
+        n_enc = int(enc_lens[i].clamp(max=t_enc))
+        n_fb = int(feats_lens[i].clamp(max=t))
+        if n_enc == 0:
+            continue
+        m = chunk_span_mask(enc_lens[i : i + 1].clamp(max=t_enc), n_enc, chunk_size, ratio,
+                            span, gen)
+        frame_mask[i, :n_enc] = m[0]
+        masked[i : i + 1, :n_fb] = apply_fbank_mask(
+            feats[i : i + 1, :n_fb], m, subsampling, noise_std, gen
+        )
+    return frame_mask, masked

@@ -21,9 +21,13 @@ from typeguard import typechecked
 
 from chunkssl_espnet.copy_append import copy_append_forward
 from chunkssl_espnet.encoder import ChunkConformerEncoder
+from chunkssl_espnet.encoder.conformer import SUBSAMPLING
 from chunkssl_espnet.group_loss import GroupMaskedPredictionLoss
-from chunkssl_espnet.masking import apply_fbank_mask, chunk_span_mask
+from chunkssl_espnet.masking import utterance_masks
 from chunkssl_espnet.tokenizer import load_tokenizer
+
+#: Upper bound of a global batch's utterance count, the stride of the per-utterance mask seeds.
+MAX_GLOBAL_BATCH = 2**20
 
 
 class ChunkSSLModel(ESPnetSSLModel):
@@ -81,16 +85,21 @@ class ChunkSSLModel(ESPnetSSLModel):
         self.mask_noise_std = mask_noise_std
         self.valid_seed = valid_seed
 
-    def _mask_seed(self) -> int:
-        """Seed of this step's masks: fixed in eval; in training drawn from the global RNG (which
-        ESPnet seeds identically on every rank) and offset by the rank, so that DDP ranks mask
-        differently while runs stay reproducible and resumable."""
-        if not self.training:
-            return self.valid_seed
-        seed = int(torch.randint(2**31 - 1, ()))
+    def mask_seeds(self, batch_size: int) -> List[int]:
+        """Seeds of this step's per-utterance masks.
+
+        One step seed, fixed (``valid_seed``) in eval and drawn from torch's global RNG in
+        training (ESPnet seeds it alike on every rank, so every rank draws the same step seed,
+        and runs stay reproducible and resumable); each utterance's seed adds its position in the
+        *global* batch. ESPnet gives DDP rank r the shard ``batch[r::world_size]``, so local
+        utterance i is global utterance ``r + world_size * i``: ranks mask differently, and a DDP
+        step masks every utterance exactly as a single process over the whole batch does.
+        """
+        step = self.valid_seed if not self.training else int(torch.randint(2**31 - 1, ()))
+        rank, world = 0, 1
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            seed = seed * torch.distributed.get_world_size() + torch.distributed.get_rank()
-        return seed
+            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return [step * MAX_GLOBAL_BATCH + rank + world * i for i in range(batch_size)]
 
     def collect_feats(
         self,
@@ -131,12 +140,10 @@ class ChunkSSLModel(ESPnetSSLModel):
         with torch.no_grad():
             targets, _ = self.tokenizer.group_targets(feats, lens, self.group_size)
         chunk, left = self.encoder.chunk_config()
-        gen = torch.Generator().manual_seed(self._mask_seed())
-        t_enc = feats.shape[1] // 4
-        frame_mask = chunk_span_mask(
-            self.encoder.embed_lengths(lens), t_enc, chunk, self.mask_ratio, self.mask_span, gen
+        frame_mask, masked = utterance_masks(
+            feats, lens, self.encoder.embed_lengths(lens), chunk, self.mask_seeds(feats.shape[0]),
+            self.mask_ratio, self.mask_span, self.mask_noise_std, SUBSAMPLING,
         )
-        masked = apply_fbank_mask(feats, frame_mask, 4, self.mask_noise_std, gen)
         out = copy_append_forward(self.encoder, feats, lens, chunk, frame_mask, left, masked)
         hs = list(out.copies_hs[:-1]) + [out.copies]
         return {

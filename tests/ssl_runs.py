@@ -32,6 +32,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "conf" / "ssl_chunk_tiny.yaml"
 SEGMENT_SAMPLES = 24000  # 1.5 s at 16 kHz
+# 0.3 s: 28 fbank frames, 7 encoder frames, one chunk of 8: nothing is scored (copies start at
+# the second chunk)
+SHORT_SAMPLES = 4800
 TINY = [
     "--encoder_conf", "num_blocks=1", "--encoder_conf", "output_size=32",
     "--encoder_conf", "attention_heads=2", "--encoder_conf", "linear_units=64",
@@ -41,9 +44,12 @@ TINY = [
 
 
 def _write_data_dir(directory: Path, utts: Sequence[tuple]) -> None:
+    """``utts``: (uttid, path) or (uttid, path, samples), in the order of the files."""
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "wav.scp").write_text("".join(f"{u} {p}\n" for u, p in utts))
-    (directory / "speech_shape").write_text("".join(f"{u} {SEGMENT_SAMPLES}\n" for u, _ in utts))
+    (directory / "wav.scp").write_text("".join(f"{u[0]} {u[1]}\n" for u in utts))
+    (directory / "speech_shape").write_text(
+        "".join(f"{u[0]} {u[2] if len(u) > 2 else SEGMENT_SAMPLES}\n" for u in utts)
+    )
 
 
 def make_ssl_workdir(root: Path, librivox_dir: Path) -> Path:
@@ -68,6 +74,18 @@ def make_ssl_workdir(root: Path, librivox_dir: Path) -> Path:
             utts.append((uttid, path))
     _write_data_dir(root / "data" / "train", utts)
     _write_data_dir(root / "data" / "valid", utts[::4])
+    short = []
+    for uttid, path in utts[:8]:
+        audio, rate = soundfile.read(path, dtype="int16")
+        spath = wav_dir / f"short_{uttid}.wav"
+        soundfile.write(spath, audio[:SHORT_SAMPLES], rate)
+        short.append((f"short_{uttid}", spath, SHORT_SAMPLES))
+    long = [(u, p, SEGMENT_SAMPLES) for u, p in utts]
+    # In file order, for unsorted batches of 4 split batch[rank::2] over 2 ranks: rank 1 gets only
+    # short utterances in the first batch, no rank scores anything in the second, both in the third.
+    _write_data_dir(root / "data" / "train_mixed", [long[0], short[0], long[1], short[1],
+                                                    *short[2:6], *long[2:6]])
+    _write_data_dir(root / "data" / "valid_mixed", [long[6], short[6]])
     args = tokenizer_train.get_parser().parse_args(
         ["--kind", "random", "--data_dir", str(root / "data" / "train"), "--out_dir",
          str(root / "tok")]
@@ -77,17 +95,18 @@ def make_ssl_workdir(root: Path, librivox_dir: Path) -> Path:
     return root
 
 
-def ssl_args(workdir: Path, output_dir: Path, *extra: str) -> List[str]:
+def ssl_args(workdir: Path, output_dir: Path, *extra: str, train: str = "train",
+             valid: str = "valid") -> List[str]:
     """ssl_train arguments of a tiny CPU run on the work dir; ``extra`` come last and win."""
     data, tok = workdir / "data", workdir / "tok"
     return [
         "--config", str(CONFIG), *TINY,
         "--normalize_conf", f"stats_file={tok / 'feats_stats.npz'}",
         "--model_conf", f"tokenizer_dir={tok}",
-        "--train_data_path_and_name_and_type", f"{data / 'train' / 'wav.scp'},speech,sound",
-        "--valid_data_path_and_name_and_type", f"{data / 'valid' / 'wav.scp'},speech,sound",
-        "--train_shape_file", str(data / "train" / "speech_shape"),
-        "--valid_shape_file", str(data / "valid" / "speech_shape"),
+        "--train_data_path_and_name_and_type", f"{data / train / 'wav.scp'},speech,sound",
+        "--valid_data_path_and_name_and_type", f"{data / valid / 'wav.scp'},speech,sound",
+        "--train_shape_file", str(data / train / "speech_shape"),
+        "--valid_shape_file", str(data / valid / "speech_shape"),
         "--batch_type", "sorted", "--ngpu", "0", "--num_workers", "0", "--resume", "true",
         "--output_dir", str(output_dir), *extra,
     ]  # fmt: skip
