@@ -3,48 +3,44 @@
 ESPnet has no plug-in mechanism: each task module holds module-level ``ClassChoices``, read when
 its parser and models are built. Importing this module adds our keys to them (before any parser is
 built), so training, ``build_model_from_file``, inference and DDP workers all see them. Every entry
-point in ``chunkssl_espnet.bin`` imports it first.
+point in ``chunkssl_espnet.bin`` imports it first (``chunkssl_espnet.bin.load_plugin``, which also
+hides the nltk download errors ESPnet's task modules print offline; importing this module as a
+library leaves the process's streams alone). Registering a key that another class holds raises.
 
 Keys added:
     frontend ``kaldi_fbank`` (SSL, ASR, ST), encoder ``chunk_conformer`` (SSL, ASR, ST),
     SSL loss ``group_fsq``, SSL model ``chunk_ssl``.
 """
 
-import contextlib
-import io
-import sys
+import espnet2.tasks.asr as _asr
+import espnet2.tasks.ssl as _ssl
+import espnet2.tasks.st as _st
+from espnet2.train.collate_fn import CommonCollateFn
 
 from chunkssl_espnet.encoder import ChunkConformerEncoder
 from chunkssl_espnet.frontend import KaldiFbankFrontend
-
-
-def _import_espnet_tasks():
-    """Import ESPnet's task modules, hiding the nltk download errors g2p_en prints offline."""
-    buf = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
-            import espnet2.tasks.asr as asr
-            import espnet2.tasks.ssl as ssl
-            import espnet2.tasks.st as st
-    except Exception:
-        sys.stderr.write(buf.getvalue())
-        raise
-    return asr, ssl, st
-
-
-_asr, _ssl, _st = _import_espnet_tasks()
-
-from espnet2.train.collate_fn import CommonCollateFn  # noqa: E402
-
-from chunkssl_espnet.group_loss import GroupMaskedPredictionLoss  # noqa: E402
-from chunkssl_espnet.ssl_model import ChunkSSLModel  # noqa: E402
+from chunkssl_espnet.group_loss import GroupMaskedPredictionLoss
+from chunkssl_espnet.ssl_model import ChunkSSLModel, tokenizer_spec
 
 
 def _add(choices, key: str, cls) -> None:
+    """Add ``key -> cls`` to one ESPnet ``ClassChoices``; a no-op when it is already there.
+
+    Raises:
+        TypeError: ``cls`` is not of the choices' base type.
+        ValueError: ``key`` is already held by another class (ESPnet's own or another
+            plug-in's): silently keeping either would build a model other than the config names.
+    """
     key = key.lower()
     if choices.base_type is not None and not issubclass(cls, choices.base_type):
         raise TypeError(f"{cls.__name__} is not a {choices.base_type.__name__}")
-    choices.classes.setdefault(key, cls)
+    held = choices.classes.get(key)
+    if held is not None and held is not cls:
+        raise ValueError(
+            f"cannot register {cls.__module__}.{cls.__qualname__} as {choices.name} '{key}': "
+            f"the key is held by {held.__module__}.{held.__qualname__}"
+        )
+    choices.classes[key] = cls
 
 
 def register() -> None:
@@ -81,7 +77,16 @@ class ChunkSSLTask(_ssl.SSLTask):
     def build_model(cls, args):
         if args.token_list is None:
             args.token_list = ["<unk>"]  # SSLTask wants one; Chunk SSL has no labels
-        return super().build_model(args)
+        model = super().build_model(args)
+        conf = getattr(args, "model_conf", None) or {}
+        if model.tokenizer is not None and conf.get("tokenizer_dir") is not None:
+            # ESPnet dumps ``args`` to config.yaml after building the model: keep the
+            # tokenizer's settings there instead of the path of its directory (its tensors are
+            # in the checkpoint), so the experiment loads on another machine.
+            directory = str(conf.pop("tokenizer_dir"))
+            conf["tokenizer"] = tokenizer_spec(model.tokenizer, directory)
+            args.model_conf = conf
+        return model
 
 
 class ChunkASRTask(_asr.ASRTask):

@@ -9,6 +9,7 @@ copies.
 
 from typing import Dict, List, Optional, Set, Tuple, Union
 
+import numpy as np
 import torch
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
@@ -24,17 +25,70 @@ from chunkssl_espnet.encoder import ChunkConformerEncoder
 from chunkssl_espnet.encoder.conformer import SUBSAMPLING
 from chunkssl_espnet.group_loss import GroupMaskedPredictionLoss
 from chunkssl_espnet.masking import utterance_masks
-from chunkssl_espnet.tokenizer import load_tokenizer
+from chunkssl_espnet.tokenizer import FSQTokenizer, build_tokenizer, load_tokenizer
 
 #: Upper bound of a global batch's utterance count, the stride of the per-utterance mask seeds.
 MAX_GLOBAL_BATCH = 2**20
 
 
+def tokenizer_spec(tokenizer: FSQTokenizer, source: Optional[str] = None) -> Dict:
+    """What ``config.yaml`` keeps of a tokenizer: its kind and constructor settings (the tensors
+    live in the checkpoint); ``source`` (where it was read from) is informational."""
+    return {"kind": tokenizer.kind, "conf": tokenizer.config(), "source": source}
+
+
+def tokenizer_from_spec(spec: Dict) -> FSQTokenizer:
+    """An unfitted tokenizer of ``spec`` (see :func:`tokenizer_spec`), frozen."""
+    if not isinstance(spec, dict) or "kind" not in spec:
+        raise ValueError(f"model_conf.tokenizer must be {{kind: ..., conf: {{...}}}}, got {spec!r}")
+    return build_tokenizer(spec["kind"], **(spec.get("conf") or {})).freeze()
+
+
+def check_tokenizer_mvn(
+    tokenizer: FSQTokenizer, normalize: Optional[AbsNormalize], tokenizer_dir: str
+) -> None:
+    """The tokenizer was fitted on features normalised as the model normalises them.
+
+    Targets come from the model's normalised features: a tokenizer fitted under other MVN
+    statistics would see shifted inputs and give other codes, silently.
+
+    Raises:
+        ValueError: the statistics differ, naming both sources.
+    """
+    stats = tokenizer.mvn_stats
+    if stats is None or normalize is None or not hasattr(normalize, "mean"):
+        return
+    count = float(np.asarray(stats["count"]).reshape(-1)[0])
+    mean = np.asarray(stats["sum"], dtype=np.float64) / count
+    var = np.asarray(stats["sum_square"], dtype=np.float64) / count - mean * mean
+    std = np.sqrt(np.maximum(var, getattr(normalize, "eps", 1e-20)))
+    ours_mean = normalize.mean.detach().cpu().double().numpy()
+    ours_std = normalize.std.detach().cpu().double().numpy()
+    if mean.shape != ours_mean.shape or not (
+        np.allclose(mean, ours_mean, rtol=1e-4, atol=1e-4)
+        and np.allclose(std, ours_std, rtol=1e-4, atol=1e-4)
+    ):
+        raise ValueError(
+            f"the FSQ tokenizer in {tokenizer_dir} was fitted on features normalised with "
+            f"{tokenizer.mvn_source or 'other statistics'}, but the model normalises with "
+            f"{getattr(normalize, 'stats_file', 'its normalize_conf.stats_file')}: the targets "
+            "would shift. Fit the tokenizer again with --stats_file set to the model's "
+            "statistics (python -m chunkssl_espnet.bin.tokenizer_train)"
+        )
+
+
 class ChunkSSLModel(ESPnetSSLModel):
     """Chunk SSL pre-training model.
 
+    The FSQ tokenizer is part of the model: its settings go into the experiment's
+    ``config.yaml`` (``model_conf.tokenizer``, written by ``ChunkSSLTask.build_model``) and its
+    tensors into every checkpoint, so a model loads anywhere without the tokenizer directory.
+
     Args (besides ESPnet's):
-        tokenizer_dir: directory of a fitted/trained FSQ tokenizer (``tokenizer_train`` output).
+        tokenizer_dir: directory of a fitted/trained FSQ tokenizer (``tokenizer_train`` output),
+            read when training starts.
+        tokenizer: ``{"kind": ..., "conf": {...}}`` of the tokenizer to rebuild (unfitted: the
+            checkpoint loaded next holds its tensors); used when ``tokenizer_dir`` is None.
         mask_ratio, mask_span, mask_noise_std: masking (docs/method.md section 5).
         valid_seed: seed of the masks drawn in eval mode, so validation losses are comparable.
     """
@@ -53,6 +107,7 @@ class ChunkSSLModel(ESPnetSSLModel):
         util_modules: torch.nn.ModuleDict,
         token_list: Union[Tuple[str, ...], List[str], None] = None,
         tokenizer_dir: Optional[str] = None,
+        tokenizer: Optional[Dict] = None,
         mask_ratio: float = 0.45,
         mask_span: int = 4,
         mask_noise_std: float = 0.1,
@@ -72,12 +127,18 @@ class ChunkSSLModel(ESPnetSSLModel):
         if len(group_losses) != len(losses) or not losses:
             raise ValueError("Chunk SSL expects the loss list to hold group_fsq losses only")
         # Statistics collection builds the model before any tokenizer exists; training needs one.
-        self.tokenizer = load_tokenizer(tokenizer_dir) if tokenizer_dir is not None else None
+        self.tokenizer = None
+        if tokenizer_dir is not None:
+            self.tokenizer = load_tokenizer(tokenizer_dir)
+            check_tokenizer_mvn(self.tokenizer, normalize, tokenizer_dir)
+        elif tokenizer is not None:
+            self.tokenizer = tokenizer_from_spec(tokenizer)
         for loss in group_losses if self.tokenizer is not None else []:
             if list(loss.levels) != list(self.tokenizer.levels):
                 raise ValueError(
                     f"loss levels {loss.levels} differ from the tokenizer's "
-                    f"{self.tokenizer.levels} ({tokenizer_dir}); set loss conf levels to match"
+                    f"{self.tokenizer.levels} ({tokenizer_dir or 'model_conf.tokenizer'}); set "
+                    "loss conf levels to match"
                 )
         self.group_size = group_losses[0].group_size
         self.mask_ratio = mask_ratio

@@ -49,6 +49,25 @@ class StreamStats:
         return self.compute_s / self.audio_s if self.audio_s > 0 else 0.0
 
 
+def check_streamable_normalize(normalize, config: str) -> None:
+    """Streaming normalises each fbank frame as it arrives, which reproduces the offline features
+    exactly only for a fixed affine map: ``global_mvn`` (or none).
+
+    Raises:
+        ValueError: any other ``normalize`` (``utterance_mvn`` needs statistics of the whole
+            utterance, which a stream has not heard yet), with the reason.
+    """
+    from espnet2.layers.global_mvn import GlobalMVN
+
+    if normalize is not None and not isinstance(normalize, GlobalMVN):
+        raise ValueError(
+            f"{config}: streaming cannot reproduce normalize: {type(normalize).__name__}: each "
+            "frame is normalised when it arrives, so only a fixed map (global_mvn, statistics "
+            "of the training set) gives the features the model was trained on; utterance-level "
+            "statistics are not known until the utterance ends. Train with normalize: global_mvn"
+        )
+
+
 class ChunkStreamer:
     """Audio pieces -> incremental fbank -> encoder chunks; shared by streaming ASR and ST.
 
@@ -69,6 +88,7 @@ class ChunkStreamer:
             raise ValueError(f"{config}: streaming needs encoder: chunk_conformer")
         if not isinstance(model.frontend, KaldiFbankFrontend):
             raise ValueError(f"{config}: streaming needs frontend: kaldi_fbank")
+        check_streamable_normalize(model.normalize, config)
         self.model = model
         self.device = torch.device(device)
         self.chunk_size = chunk_size

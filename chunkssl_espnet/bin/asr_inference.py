@@ -7,11 +7,12 @@ context) and ``--num_decoding_left_chunks M`` set the encoder's chunk mask for t
 import sys
 from typing import List, Optional
 
-import chunkssl_espnet.espnet_plugin  # noqa: F401  (registers our classes)
+from chunkssl_espnet.bin import load_plugin
 from chunkssl_espnet.bin.chunk_override import split_chunk_options
 
 
 def main(cmd: Optional[List[str]] = None) -> None:
+    load_plugin()
     from espnet2.bin.asr_inference import main as espnet_main
 
     argv, _ = split_chunk_options(list(sys.argv[1:] if cmd is None else cmd), "--asr_train_config")

@@ -30,10 +30,12 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd: Optional[List[str]] = None) -> None:
     import torch
 
+    from chunkssl_espnet.bin import load_plugin
     from chunkssl_espnet.stream_decode import decode_data_dir
     from chunkssl_espnet.streaming import Speech2TextStreaming
 
     args = get_parser().parse_args(cmd)
+    load_plugin()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     torch.set_num_threads(args.num_threads)
     s2t = Speech2TextStreaming(args.asr_train_config, args.asr_model_file, args.device,

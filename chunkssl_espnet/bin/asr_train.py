@@ -2,11 +2,11 @@
 
 from typing import List, Optional
 
-from chunkssl_espnet.espnet_plugin import ChunkASRTask
+from chunkssl_espnet.bin import load_plugin
 
 
 def main(cmd: Optional[List[str]] = None) -> None:
-    ChunkASRTask.main(cmd=cmd)
+    load_plugin().ChunkASRTask.main(cmd=cmd)
 
 
 if __name__ == "__main__":

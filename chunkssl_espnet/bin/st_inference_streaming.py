@@ -37,12 +37,14 @@ def main(cmd: Optional[List[str]] = None) -> None:
     import numpy as np
     import torch
 
+    from chunkssl_espnet.bin import load_plugin
     from chunkssl_espnet.data.datadir import read_scp
     from chunkssl_espnet.data.scoring import average_lagging, score_bleu
     from chunkssl_espnet.stream_decode import decode_data_dir
     from chunkssl_espnet.streaming import Speech2TextStreamingST
 
     args = get_parser().parse_args(cmd)
+    load_plugin()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     torch.set_num_threads(args.num_threads)
     refs = read_scp(args.ref) if args.ref else {}
