@@ -2,8 +2,10 @@
 
 One module-scoped pipeline on the 5 real LibriVox utterances: statistics (no text), random FSQ
 tokenizer, Chunk SSL pre-training (the loss must fall), ASR fine-tuning from the pre-trained encoder
-(weights checked equal after ESPnet's --init_param loading), then offline decoding with ESPnet's
-Speech2Text and streaming decoding with ours, and the streaming == offline check for CTC greedy.
+(weights checked equal after ESPnet's --init_param loading; it overfits the 5 utterances, see
+``OVERFIT``), then offline decoding with ESPnet's Speech2Text and streaming decoding with ours, the
+streaming == offline check for CTC greedy (non-empty hypotheses), and the attention rescoring of
+the streaming n-best against an independent scorer and the references.
 """
 
 import os
@@ -20,6 +22,12 @@ SMALL = ["--encoder_conf", "output_size=32", "--encoder_conf", "attention_heads=
          "--encoder_conf", "cnn_module_kernel=7"]
 COMMON = ["--ngpu", "0", "--num_workers", "0", "--batch_type", "unsorted", "--batch_size", "5",
           "--use_tensorboard", "false", "--seed", "0"]
+# Fine-tuning overfits the 5 utterances (~30 s on 2 cores): 300 steps of batch 1, no SpecAugment,
+# no dropout. CTC greedy then transcribes every utterance, and the attention decoder ranks the
+# reference first among the CTC n-best, so decoding outputs can be checked for content.
+OVERFIT = ["--batch_size", "1", "--max_epoch", "60", "--optim_conf", "lr=0.01",
+           "--scheduler_conf", "warmup_steps=25", "--specaug", "none",
+           "--encoder_conf", "dropout_rate=0.0", "--decoder_conf", "dropout_rate=0.0"]
 
 
 def _data(root: Path, librivox_dir: Path) -> Path:
@@ -69,11 +77,11 @@ def pipeline(tmp_path_factory, librivox_dir):
         ChunkASRTask.main(cmd=["--config", str(REPO / "conf/asr_chunk_tiny.yaml"),
                                "--normalize_conf", f"stats_file={stats}",
                                "--token_list", "tokens.txt", "--token_type", "char",
-                               *data, *text, *shapes, "--output_dir", "asr", "--max_epoch", "2",
+                               *data, *text, *shapes, "--output_dir", "asr",
                                "--init_param", "ssl/valid.loss.ave.pth:encoder:encoder",
                                "--decoder_conf", "num_blocks=1", "--decoder_conf",
                                "linear_units=64", "--decoder_conf", "attention_heads=2",
-                               *COMMON, *SMALL])
+                               *COMMON, *SMALL, *OVERFIT])
         yield root
     finally:
         os.chdir(cwd)
@@ -127,8 +135,8 @@ def test_offline_and_streaming_decoding(pipeline, librivox_dir, monkeypatch):
 
 @pytest.mark.parametrize("chunk,left", [(4, -1), (8, 2)])
 def test_streaming_ctc_greedy_equals_offline(pipeline, librivox_dir, chunk, left, monkeypatch):
-    """Audio fed in random-sized pieces gives, token for token, the offline CTC greedy output
-    of the encoder under the same chunk mask."""
+    """Audio fed in random-sized pieces gives the offline encoder output under the same chunk
+    mask and, token for token, its CTC greedy output, which is non-empty for every utterance."""
     from chunkssl_espnet.features import load_wav
     from chunkssl_espnet.streaming import Speech2TextStreaming, decode_stream, random_piece_sizes
 
@@ -149,9 +157,68 @@ def test_streaming_ctc_greedy_equals_offline(pipeline, librivox_dir, chunk, left
             if t != m.blank_id and t != prev:
                 ids.append(t)
             prev = t
+        assert len(ids) > 5 and stream_text.strip(), (wav.name, stream_text)  # it transcribes
         assert stream_ids == ids, wav.name
         assert stream_text == s2t._text(ids)
+        stream_enc = torch.cat(s2t.encoded, dim=1)
+        assert stream_enc.shape == enc.shape, wav.name
+        assert (stream_enc - enc).abs().max() < 1e-4, wav.name
         assert s2t.stats.audio_s == pytest.approx(audio.numel() / 16000)
+
+
+def _attention_logprob(model, enc: torch.Tensor, hyp) -> float:
+    """log P_att(hyp + <eos> | enc) one token at a time through ESPnet's scorer interface
+    (``decoder.score``, as ESPnet's BeamSearch calls it): an independent reference for the
+    streaming decoder's batched, padded, teacher-forced rescoring. enc: (1, T', D)."""
+    ys, state, total = [model.sos], None, 0.0
+    for tok in list(hyp) + [model.eos]:
+        logp, state = model.decoder.score(torch.tensor(ys), state, enc[0])
+        total += float(logp[tok])
+        ys.append(tok)
+    return total
+
+
+def test_streaming_beam_search_attention_rescoring(pipeline, librivox_dir, monkeypatch):
+    """The final streaming result is the n-best entry of highest
+    ``w log P_ctc + (1 - w) log P_att``, with P_att from an independent scorer; on the overfit
+    training utterances it is the reference, for w = 0.3 and for attention alone (w = 0).
+
+    The CTC search ranks the reference first here, so the n-best is also given to the rescoring
+    with its CTC scores reversed (the reference last): attention alone must still pick the
+    reference. A rescoring that is skipped, picks the minimum or swaps the weights fails there."""
+    from chunkssl_espnet.ctc_search import NEG_INF
+    from chunkssl_espnet.features import load_wav
+    from chunkssl_espnet.streaming import Speech2TextStreaming, decode_stream, random_piece_sizes
+
+    monkeypatch.chdir(pipeline)
+    refs = dict(line.split(maxsplit=1) for line in
+                (pipeline / "data/train/text").read_text().splitlines())
+    s2t = Speech2TextStreaming("asr/config.yaml", "asr/valid.acc.ave.pth", chunk_size=8,
+                               beam_size=4, ctc_weight=0.3)
+    m = s2t.model
+    exact = {(0.3, "ctc order"): 0, (0.0, "ctc order"): 0, (0.0, "reversed"): 0}
+    for i, wav in enumerate(sorted(librivox_dir.glob("*.wav"))):
+        audio, _ = load_wav(wav)
+        decode_stream(s2t, audio, random_piece_sizes(audio.numel(), seed=10 + i))
+        nbest = s2t.search.nbest()
+        hyps = [h for h, _ in nbest]
+        assert len(nbest) == 4 and len({tuple(h) for h in hyps}) == 4, wav.name
+        assert refs[wav.stem] in [s2t._text(h) for h in hyps], wav.name
+        enc = torch.cat(s2t.encoded, dim=1)
+        with torch.no_grad():
+            att = [_attention_logprob(m, enc, h) for h in hyps]
+        assert s2t._rescore(hyps) == pytest.approx(att, abs=1e-3), wav.name
+        ctc = [c for _, c in nbest]
+        for w, order in exact:
+            if order == "reversed":
+                ctc = ctc[::-1]
+                s2t.search.beams = {tuple(h): (c, NEG_INF) for h, c in zip(hyps, ctc)}
+            s2t.ctc_weight = w
+            combined = [w * c + (1 - w) * a for c, a in zip(ctc, att)]
+            final = s2t.finish()
+            assert final == s2t._text(hyps[max(range(4), key=combined.__getitem__)]), (wav, w)
+            exact[w, order] += final == refs[wav.stem]
+    assert set(exact.values()) == {5}, exact
 
 
 def _streaming_cli(pipeline, tmp_path, wavs):

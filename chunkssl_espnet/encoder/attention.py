@@ -5,6 +5,13 @@ sinusoid of the relative distance. Positions are given per frame instead of assu
 the appended copies of copy-and-append keep the positions of the frames they copy, and a streaming
 chunk sees its cached keys at their true distance. Distances are looked up by gather, not by the
 "rel_shift" trick that needs contiguous positions.
+
+On contiguous positions, with the same weights (same parameter names and shapes), this equals
+ESPnet's ``RelPositionMultiHeadedAttention`` fed by its ``RelPositionalEncoding`` (the Conformer's
+``rel_pos_type: latest``): the same signed distance ``pos_q - pos_k`` (positive for keys to the
+left), the same sinusoid layout (sin on even, cos on odd channels, ``10000^(-2i/d)``), both terms
+divided by ``sqrt(d_k)``. The one difference is bookkeeping: ESPnet's table lists the distances
+from ``T-1`` down to ``-(T-1)``, ours from the smallest up (tests/test_attention.py).
 """
 
 import math
