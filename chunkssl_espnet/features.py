@@ -11,7 +11,7 @@
 """
 
 from pathlib import Path
-from typing import Dict, Iterable, Tuple, Union
+from typing import Dict, Iterable, Optional, Tuple, Union
 
 import numpy as np
 import soundfile
@@ -29,11 +29,12 @@ STACK_FACTOR = 4  # fbank frames per encoder frame
 PathLike = Union[str, Path]
 
 
-def load_wav(path: PathLike) -> Tuple[torch.Tensor, int]:
+def load_wav(path: PathLike, expected_rate: Optional[int] = None) -> Tuple[torch.Tensor, int]:
     """Read an audio file with soundfile.
 
     Args:
         path: audio file (any format libsndfile reads: wav, flac, ...).
+        expected_rate: refuse another sample rate (Hz), e.g. ``SAMPLE_RATE`` for the features.
 
     Returns:
         waveform: (N,) float32 in [-1, 1]; multi-channel audio keeps its first channel
@@ -42,7 +43,7 @@ def load_wav(path: PathLike) -> Tuple[torch.Tensor, int]:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the file cannot be decoded or holds no samples.
+        ValueError: the file cannot be decoded, holds no samples or is not at ``expected_rate``.
     """
     path = Path(path)
     if not path.is_file():
@@ -53,6 +54,11 @@ def load_wav(path: PathLike) -> Tuple[torch.Tensor, int]:
         raise ValueError(f"cannot read audio file {path}: {e}") from e
     if data.shape[0] == 0 or data.shape[1] == 0:
         raise ValueError(f"audio file {path} is empty (0 samples)")
+    if expected_rate is not None and sample_rate != expected_rate:
+        raise ValueError(
+            f"audio file {path} is sampled at {sample_rate} Hz, but the model expects "
+            f"{expected_rate} Hz: resample it (sox in.wav -r {expected_rate} out.wav)"
+        )
     return torch.from_numpy(np.ascontiguousarray(data[:, 0])), int(sample_rate)
 
 

@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 from tqdm import tqdm
 
-from chunkssl_espnet.data.datadir import atomic_write_text, read_scp
+from chunkssl_espnet.data.datadir import DataDirError, atomic_write_text, read_scp
 from chunkssl_espnet.features import SAMPLE_RATE, load_wav
 from chunkssl_espnet.streaming import ChunkStreamer, decode_stream, random_piece_sizes
 
@@ -50,16 +50,17 @@ def decode_data_dir(
             the path of the written hypotheses.
 
     Raises:
-        SystemExit: with a message naming the utterance and file for unreadable, empty or
-            wrongly sampled audio, or a missing wav.scp.
+        FileNotFoundError: ``wav.scp`` is missing.
+        DataDirError: naming ``wav.scp``, the utterance and its file, for an empty ``wav.scp``
+            or unreadable, empty or wrongly sampled audio.
     """
     name = "streaming decode"
     wav_scp = Path(data_dir) / "wav.scp"
     if not wav_scp.is_file():
-        raise SystemExit(f"{name}: {wav_scp} not found")
+        raise FileNotFoundError(f"{name}: {wav_scp} not found")
     wavs = read_scp(wav_scp)
     if not wavs:
-        raise SystemExit(f"{name}: {wav_scp} lists no utterance")
+        raise DataDirError(f"{name}: {wav_scp} lists no utterance")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     hyps: List[str] = []
@@ -69,14 +70,9 @@ def decode_data_dir(
     audio_s = compute_s = 0.0
     for i, (utt, path) in enumerate(tqdm(wavs.items(), desc=name, unit="utt")):
         try:
-            audio, sr = load_wav(path)
+            audio, _ = load_wav(path, SAMPLE_RATE)
         except (FileNotFoundError, ValueError) as e:
-            raise SystemExit(f"{name}: utterance {utt}: {e}") from e
-        if sr != SAMPLE_RATE:
-            raise SystemExit(
-                f"{name}: utterance {utt} ({path}) has {sr} Hz audio; the model expects "
-                f"{SAMPLE_RATE} Hz: resample it (sox in.wav -r {SAMPLE_RATE} out.wav)"
-            )
+            raise DataDirError(f"{name}: {wav_scp}: utterance '{utt}': {e}") from e
         if piece_ms is not None:
             pieces = [max(int(piece_ms * SAMPLE_RATE / 1000), 1)]
         else:

@@ -10,11 +10,12 @@ chunk mask, so CTC greedy output matches offline CTC greedy output token for tok
 ``Speech2TextStreamingST`` shares the audio and encoder part and translates by local agreement.
 """
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Union
+from typing import Iterator, List, Union
 
 import numpy as np
 import torch
@@ -27,6 +28,40 @@ from chunkssl_espnet.frontend import KaldiFbankFrontend
 
 SUBSAMPLING = 4
 FRAME_SHIFT_S = HOP_SAMPLES / SAMPLE_RATE
+#: ESPnet's beam searches: named loggers, and a module that logs through the root logger.
+ESPNET_SEARCH_LOGGERS = ("espnet.nets.beam_search", "espnet.nets.batch_beam_search")
+ESPNET_SEARCH_ROOT_MODULES = ("batch_beam_search_online",)
+
+
+class _DropModuleRecords(logging.Filter):
+    """Drops the records below ``level`` that ``modules`` log through the root logger."""
+
+    def __init__(self, modules, level: int):
+        super().__init__()
+        self.modules, self.level = set(modules), level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.module in self.modules and record.levelno < self.level)
+
+
+@contextlib.contextmanager
+def quiet_espnet_search(level: int = logging.WARNING) -> Iterator[None]:
+    """Hide the records below ``level`` of ESPnet's beam searches while inside: they log every
+    hypothesis of every search at INFO, and a streaming decoder searches after every chunk.
+    Only their loggers are touched (levels restored on exit); every other logger keeps logging.
+    """
+    loggers = [logging.getLogger(name) for name in ESPNET_SEARCH_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    drop = _DropModuleRecords(ESPNET_SEARCH_ROOT_MODULES, level)
+    for lg in loggers:
+        lg.setLevel(level)
+    logging.getLogger().addFilter(drop)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(drop)
+        for lg, before in zip(loggers, levels):
+            lg.setLevel(before)
 
 
 @dataclass
@@ -290,7 +325,7 @@ class Speech2TextStreamingST(ChunkStreamer):
     final hypothesis completes the committed prefix.
 
     ``delays`` holds, per committed target token, the source audio (ms) read when it was
-    committed, for average lagging.
+    committed; ``word_delays()`` merges them per output word, for average lagging in words.
     """
 
     def __init__(
@@ -319,6 +354,7 @@ class Speech2TextStreamingST(ChunkStreamer):
             token_list=model.token_list, pre_beam_score_key="full",
         ).to(self.device).eval()
         self.maxlenratio = maxlenratio
+        self.token_type = args.token_type
         self.tokenizer, self.converter = _text_tools(args, model.token_list)
         self.reset()
 
@@ -328,13 +364,18 @@ class Speech2TextStreamingST(ChunkStreamer):
         self.previous: List[int] = []
         self.delays: List[float] = []
 
+    def word_delays(self) -> List[float]:
+        """(W,) per word of the output, the source read (ms) when its last token was
+        committed (``chunkssl_espnet.data.scoring.word_delays``)."""
+        from chunkssl_espnet.data import scoring
+
+        tokens = self.converter.ids2tokens(self.committed)
+        return scoring.word_delays(tokens, self.delays, self.token_type)
+
     def _decode(self) -> List[int]:
         enc = torch.cat(self.encoded, dim=1)[0]
-        logging.disable(logging.INFO)  # ESPnet's beam search logs every hypothesis
-        try:
+        with quiet_espnet_search():
             hyps = self.beam_search(x=enc, maxlenratio=self.maxlenratio, minlenratio=0.0)
-        finally:
-            logging.disable(logging.NOTSET)
         if not hyps:
             return []
         return [int(t) for t in hyps[0].yseq[1:].tolist() if int(t) != self.model.eos]

@@ -176,3 +176,22 @@ def test_targets_benchmark(tmp_path, librivox_dir):
     assert math.isfinite(rows["FSQ trained"]["reconstruction_mse"])
     assert {"FSQ_random_total", "FSQ_random_labelling"} <= set(saved["goals"])
     assert "| FSQ random |" in result["table"]
+
+
+def test_bad_options_raise_in_the_library_and_exit_in_the_cli():
+    import argparse
+    import subprocess
+    import sys
+
+    from chunkssl_espnet.bench.common import BenchError, resolve_device, setup_run
+
+    with pytest.raises(BenchError, match="--threads must be >= 1, got 0"):
+        setup_run(argparse.Namespace(threads=0, device="cpu"))
+    with pytest.raises(BenchError, match="only cpu and cuda"):
+        resolve_device("meta")
+    with pytest.raises(BenchError, match="--chunk-ms 50: must be a multiple of 40 ms"):
+        copy_append.bench_config("tiny", 50, argparse.Namespace(frames=400), torch.device("cpu"))
+    res = subprocess.run([sys.executable, "-m", "chunkssl_espnet.bench.group_loss", "--threads",
+                          "0"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines()[-1] == "error: --threads must be >= 1, got 0"

@@ -9,7 +9,9 @@ import soundfile
 
 from chunkssl_espnet.data.datadir import (
     DataDirError,
+    check_sample_rates,
     fix_data_dir,
+    read_audio_headers,
     read_scp,
     split_scp,
     subset_data_dir,
@@ -143,3 +145,21 @@ def test_utt2num_samples(tmp_path: Path) -> None:
     write_utt2num_samples(s)
     assert set(read_scp(s / "utt2num_samples").values()) == {"800"}
     assert validate_data_dir(s) == 2
+
+
+def test_check_sample_rates_names_file_and_utterance(tmp_path: Path) -> None:
+    d = make_dir(tmp_path, n=3)
+    assert check_sample_rates(d / "wav.scp", 16000) == 3
+    wav = read_scp(d / "wav.scp")
+    soundfile.write(wav["spk0-utt2"], np.zeros(800, dtype=np.int16), 8000)
+    with pytest.raises(DataDirError, match=r"wav.scp: utterance 'spk0-utt2' \(.*spk0-utt2.wav\) "
+                                           r"is sampled at 8000 Hz, but the model expects 16000"):
+        check_sample_rates(d / "wav.scp", 16000)
+    with pytest.raises(DataDirError, match="'spk0-utt0'.*16000 Hz, but the model expects 8000"):
+        check_sample_rates(d / "wav.scp", 8000)
+    Path(wav["spk1-utt1"]).write_bytes(b"RIFF not a wave file")
+    with pytest.raises(DataDirError, match="cannot read audio of utterance 'spk1-utt1'"):
+        read_audio_headers(d / "wav.scp")
+    Path(wav["spk1-utt1"]).unlink()
+    with pytest.raises(DataDirError, match="audio file of utterance 'spk1-utt1' not found"):
+        read_audio_headers(d / "wav.scp")

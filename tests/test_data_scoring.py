@@ -9,6 +9,7 @@ from chunkssl_espnet.data.scoring import (
     average_lagging,
     score_bleu,
     score_wer,
+    word_delays,
     write_results_table,
 )
 
@@ -48,6 +49,54 @@ def test_average_lagging_by_hand() -> None:
     assert average_lagging([1200, 1300], 1000) == 1200  # first delay beyond the source
     with pytest.raises(ValueError, match="empty delays"):
         average_lagging([], 1000)
+
+
+def test_word_delays_by_hand() -> None:
+    # SentencePiece: a word ends where the next "▁" piece starts; a lone "▁" carries no word.
+    pieces = ["▁the", "▁ca", "t", "▁", "7", "▁sat"]
+    assert word_delays(pieces, [10, 20, 30, 40, 50, 60], "bpe") == [10, 30, 50, 60]
+    chars = ["t", "h", "e", "<space>", "c", "a", "t", "<space>"]
+    assert word_delays(chars, [1, 2, 3, 4, 5, 6, 7, 8], "char") == [3, 7]
+    assert word_delays(["the", "cat"], [5, 9], "word") == [5, 9]
+    assert word_delays([], [], "bpe") == []
+    with pytest.raises(ValueError, match="2 tokens but 1 delays"):
+        word_delays(["▁a", "b"], [1], "bpe")
+    with pytest.raises(ValueError, match="phn"):
+        word_delays(["a"], [1], "phn")
+
+
+def test_word_average_lagging_equals_simuleval(tmp_path: Path, librivox_dir: Path) -> None:
+    """Word delays of real SentencePiece pieces, one per word, and the AL of those delays is
+    SimulEval's own ALScorer's (latency unit word, with and without the reference length)."""
+    import json
+    import random
+
+    import sentencepiece as spm
+    from simuleval.evaluator.instance import LogInstance
+    from simuleval.evaluator.scorers.latency_scorer import ALScorer
+
+    lines = [ln.rsplit("(", 1)[0].replace("<s>", "").replace("</s>", "").strip()
+             for ln in (librivox_dir / "transcription").read_text().splitlines()]
+    (tmp_path / "text").write_text("\n".join(lines) + "\n")
+    spm.SentencePieceTrainer.train(input=str(tmp_path / "text"), model_prefix=str(tmp_path / "m"),
+                                   vocab_size=60, model_type="unigram")
+    sp = spm.SentencePieceProcessor(model_file=str(tmp_path / "m.model"))
+    rng = random.Random(0)
+    for k, text in enumerate(lines):
+        pieces = sp.encode(text, out_type=str)
+        assert len(pieces) > len(text.split())  # sub-word units: the bug's mismatch
+        source_ms = 1000.0 * (k + 2)
+        delays = sorted(rng.uniform(0, source_ms * 1.1) for _ in pieces)
+        words = word_delays(pieces, delays, "bpe")
+        assert len(words) == len(sp.decode(pieces).split())
+        for reference in (text, " ".join(text.split()[:-2])):
+            ins = LogInstance(json.dumps({"index": k, "delays": words, "reference": reference,
+                                          "source_length": source_ms, "prediction": text}))
+            ref_len = len(reference.split())
+            assert average_lagging(words, source_ms, ref_len) == pytest.approx(
+                ALScorer().compute(ins))
+            assert average_lagging(words, source_ms) == pytest.approx(
+                ALScorer(use_ref_len=False).compute(ins))
 
 
 def test_bleu(tmp_path: Path) -> None:

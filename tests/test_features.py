@@ -71,6 +71,12 @@ def test_load_wav_errors(tmp_path):
     soundfile.write(str(empty), np.zeros(0, dtype=np.int16), 16000)
     with pytest.raises(ValueError, match="empty.wav.*empty"):
         load_wav(empty)
+    narrow = tmp_path / "narrow.wav"
+    soundfile.write(str(narrow), np.zeros(800, dtype=np.int16), 8000)
+    assert load_wav(narrow)[1] == 8000  # no rate asked for: read as it is
+    with pytest.raises(ValueError, match="narrow.wav is sampled at 8000 Hz, but the model "
+                                         "expects 16000 Hz: resample it"):
+        load_wav(narrow, 16000)
 
 
 def test_stack_frames():

@@ -76,9 +76,42 @@ def test_st_offline_and_streaming(st_exp, tmp_path):
     hyps = dict(ln.split(" ", 1) if " " in ln else (ln, "")
                 for ln in (tmp_path / "on/text").read_text().splitlines())
     assert set(hyps) == set(per_utt) and len(hyps) == 5
-    for entry in per_utt.values():
+    refs = dict(ln.split(" ", 1) for ln in (d / "text.tgt").read_text().splitlines())
+    for utt, entry in per_utt.items():
         delays = entry["delays_ms"]
         assert delays == sorted(delays)  # committed tokens are never retracted or re-timed
         assert all(0 < x <= entry["audio_s"] * 1000 + 1e-6 for x in delays)
         assert (entry["average_lagging_ms"] is None) == (not delays)
+        # AL in one unit: a delay per output word (the reference length counts words)
+        assert len(delays) == len(hyps[utt].split()), (utt, hyps[utt])
+        assert len(entry["token_delays_ms"]) >= len(delays)
+        if delays and len(delays) <= len(refs[utt].split()):
+            # a causal system that writes no more words than the reference lags, never leads
+            assert entry["average_lagging_ms"] >= 0, (utt, entry)
     assert any(e["delays_ms"] for e in per_utt.values()), "no utterance produced a translation"
+
+
+def test_streaming_st_silences_only_espnet_beam_search(st_exp, librivox_dir, caplog):
+    """ESPnet's beam search logs every hypothesis at INFO, after every chunk: the ST decoder
+    hides those records only. A probe logging from inside the search (a forward hook on the
+    decoder's output layer) still comes through, so logging is not disabled as a whole, and the
+    search logger's level is restored afterwards."""
+    import logging
+
+    from chunkssl_espnet.features import load_wav
+    from chunkssl_espnet.streaming import Speech2TextStreamingST, decode_stream
+
+    root, _ = st_exp
+    st = Speech2TextStreamingST(root / "st/config.yaml", root / "st/valid.acc.ave.pth",
+                                chunk_size=16, beam_size=2, maxlenratio=0.3)
+    probe = logging.getLogger("tests.probe")
+    st.model.decoder.output_layer.register_forward_hook(
+        lambda *_: probe.info("decoder step inside the beam search"))
+    search = logging.getLogger("espnet.nets.beam_search")
+    level = search.level
+    audio, _ = load_wav(sorted(librivox_dir.glob("*.wav"))[1])
+    caplog.set_level(logging.INFO)
+    decode_stream(st, audio[:48000], [8000])
+    assert any(r.name == "tests.probe" for r in caplog.records)
+    assert not [r for r in caplog.records if r.name == search.name and r.levelno < logging.WARNING]
+    assert search.level == level

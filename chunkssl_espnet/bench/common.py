@@ -67,11 +67,25 @@ class Timing:
         }
 
 
+class BenchError(Exception):
+    """A benchmark cannot run as asked (an option, the data, the device); the message says why."""
+
+
+def run_main(main: Callable[[], Any]) -> None:
+    """The ``python -m`` entry of a benchmark: ``main()``, where a ``BenchError``, a missing
+    file or a bad value (e.g. audio at another sample rate) ends the process with one
+    ``error: ...`` line and exit status 1."""
+    try:
+        main()
+    except (BenchError, OSError, ValueError) as e:
+        sys.exit(f"error: {e}")
+
+
 def setup_run(args: argparse.Namespace) -> torch.device:
     """Apply ``--threads`` and return the ``--device``."""
     if args.threads is not None:
         if args.threads < 1:
-            raise SystemExit(f"--threads must be >= 1, got {args.threads}")
+            raise BenchError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     return resolve_device(args.device)
 
@@ -80,9 +94,9 @@ def resolve_device(name: str) -> torch.device:
     """``cpu`` or ``cuda`` (``cuda:N``); a clear error when CUDA is asked for but absent."""
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"--device {name}: CUDA is not available here; use --device cpu")
+        raise BenchError(f"--device {name}: CUDA is not available here; use --device cpu")
     if device.type not in ("cpu", "cuda"):
-        raise SystemExit(f"--device {name}: only cpu and cuda are supported")
+        raise BenchError(f"--device {name}: only cpu and cuda are supported")
     return device
 
 

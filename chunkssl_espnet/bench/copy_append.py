@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 
 from chunkssl_espnet.bench.common import (
+    BenchError,
     add_common_args,
     command_line,
     fmt_bytes,
@@ -38,6 +39,7 @@ from chunkssl_espnet.bench.common import (
     markdown_table,
     profile_top_ops,
     run_config,
+    run_main,
     setup_run,
     time_interleaved,
     write_json,
@@ -203,11 +205,11 @@ def bench_config(
 ) -> Dict[str, Any]:
     """Time, memory and equivalence of one (preset, chunk size)."""
     if chunk_ms % ENC_FRAME_MS:
-        raise SystemExit(f"--chunk-ms {chunk_ms}: must be a multiple of {ENC_FRAME_MS} ms")
+        raise BenchError(f"--chunk-ms {chunk_ms}: must be a multiple of {ENC_FRAME_MS} ms")
     chunk = chunk_ms // ENC_FRAME_MS
     t_enc = args.frames // SUBSAMPLING
     if t_enc <= chunk:
-        raise SystemExit(
+        raise BenchError(
             f"--frames {args.frames} gives {t_enc} encoder frames: not more than one chunk of "
             f"{chunk}; use longer utterances"
         )
@@ -379,4 +381,4 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -32,6 +32,7 @@ from chunkssl_espnet.bench.common import (
     markdown_table,
     profile_top_ops,
     run_config,
+    run_main,
     setup_run,
     time_interleaved,
     write_json,
@@ -297,4 +298,4 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -45,6 +45,7 @@ import torch
 import yaml
 
 from chunkssl_espnet.bench.common import (
+    BenchError,
     Timing,
     command_line,
     fmt_ratio,
@@ -54,6 +55,7 @@ from chunkssl_espnet.bench.common import (
     markdown_table,
     profile_top_ops,
     run_config,
+    run_main,
     setup_run,
     time_fn,
     time_interleaved,
@@ -98,11 +100,11 @@ def make_audio(librivox_dir: Path, batch: int, seconds: float) -> Batch:
     """
     wavs = sorted(librivox_dir.glob("*.wav"))
     if not wavs:
-        raise SystemExit(
+        raise BenchError(
             f"no LibriVox utterances in {librivox_dir}: install the Debian package "
             "pocketsphinx-testdata or pass --librivox-dir"
         )
-    audio = torch.cat([load_wav(w)[0] for w in wavs])
+    audio = torch.cat([load_wav(w, SAMPLE_RATE)[0] for w in wavs])
     n = int(seconds * SAMPLE_RATE)
     reps = -(-(batch * n) // audio.numel())
     tiled = audio.repeat(reps)[: batch * n]
@@ -265,7 +267,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     args = get_parser().parse_args(argv)
     device = setup_run(args)
     if args.chunk_ms % 40:
-        raise SystemExit(f"--chunk-ms {args.chunk_ms}: must be a multiple of 40 ms")
+        raise BenchError(f"--chunk-ms {args.chunk_ms}: must be a multiple of 40 ms")
     chunk = args.chunk_ms // 40
     logging.getLogger().setLevel(logging.WARNING)
     machine = machine_info(device)
@@ -415,4 +417,4 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

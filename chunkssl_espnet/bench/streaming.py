@@ -59,6 +59,7 @@ import torch
 import yaml
 
 from chunkssl_espnet.bench.common import (
+    BenchError,
     command_line,
     fmt_ratio,
     format_machine,
@@ -66,6 +67,7 @@ from chunkssl_espnet.bench.common import (
     markdown_table,
     profile_top_ops,
     run_config,
+    run_main,
     setup_run,
     synchronize,
     write_json,
@@ -105,7 +107,7 @@ def load_utterances(librivox_dir: Path, max_utts: int) -> List[Utterance]:
     wavs = sorted(librivox_dir.glob("*.wav"))
     trans = librivox_dir / "transcription"
     if not wavs or not trans.is_file():
-        raise SystemExit(
+        raise BenchError(
             f"no LibriVox utterances in {librivox_dir}: install the Debian package "
             "pocketsphinx-testdata or pass --librivox-dir"
         )
@@ -115,9 +117,7 @@ def load_utterances(librivox_dir: Path, max_utts: int) -> List[Utterance]:
         texts[utt.strip(" )")] = words.replace("<s>", "").replace("</s>", "").strip().upper()
     utts = []
     for wav in wavs[: max_utts if max_utts > 0 else None]:
-        audio, sr = load_wav(wav)
-        if sr != SAMPLE_RATE:
-            raise SystemExit(f"{wav}: {sr} Hz audio, {SAMPLE_RATE} Hz expected")
+        audio, _ = load_wav(wav, SAMPLE_RATE)
         utts.append(Utterance(wav.stem, audio, texts.get(wav.stem, "")))
     return utts
 
@@ -246,13 +246,13 @@ def prepare_model(
         try:
             task.main(cmd=cmd)
         except (Exception, SystemExit) as e:  # ESPnet's argument errors raise SystemExit
-            raise SystemExit(f"training the {system} model failed ({e!r}): see {log}") from e
+            raise BenchError(f"training the {system} model failed ({e!r}): see {log}") from e
         finally:
             root_logger.handlers = saved
             handler.close()
             root_logger.setLevel(logging.WARNING)
         if not model_file.exists():
-            raise SystemExit(f"training the {system} model wrote no {model_file}: see {log}")
+            raise BenchError(f"training the {system} model wrote no {model_file}: see {log}")
     else:
         from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
@@ -362,11 +362,11 @@ def run_pass(
     stream, utts: Sequence[Utterance], piece: int, device: torch.device
 ) -> PassResult:
     """Decode every utterance fed in ``piece``-sample pieces (the last one with ``is_final``)."""
-    logging.disable(logging.WARNING)  # ESPnet warns at every block without an ended hypothesis
-    try:
+    from chunkssl_espnet.streaming import quiet_espnet_search
+
+    # ESPnet's blockwise search warns at every block without an ended hypothesis.
+    with quiet_espnet_search(logging.ERROR):
         return _run_pass(stream, utts, piece, device)
-    finally:
-        logging.disable(logging.NOTSET)
 
 
 def _run_pass(
@@ -527,7 +527,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     logging.getLogger().setLevel(logging.WARNING)
     for ms in args.chunk_ms:
         if ms % 40:
-            raise SystemExit(f"--chunk-ms {ms}: must be a multiple of 40 ms (one encoder frame)")
+            raise BenchError(f"--chunk-ms {ms}: must be a multiple of 40 ms (one encoder frame)")
     machine = machine_info(device)
     train_utts = load_utterances(args.librivox_dir, args.max_utts)
     utts = truncate(train_utts, args.max_seconds)
@@ -625,4 +625,4 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

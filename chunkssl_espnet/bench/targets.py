@@ -38,6 +38,7 @@ from chunkssl_espnet.bench.common import (
     machine_info,
     markdown_table,
     run_config,
+    run_main,
     setup_run,
     time_fn,
     write_json,
@@ -327,4 +328,4 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

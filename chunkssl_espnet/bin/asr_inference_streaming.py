@@ -30,18 +30,20 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd: Optional[List[str]] = None) -> None:
     import torch
 
-    from chunkssl_espnet.bin import load_plugin
+    from chunkssl_espnet.bin.input_check import check_stream_inputs, exit_on_input_error
     from chunkssl_espnet.stream_decode import decode_data_dir
     from chunkssl_espnet.streaming import Speech2TextStreaming
 
     args = get_parser().parse_args(cmd)
-    load_plugin()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     torch.set_num_threads(args.num_threads)
-    s2t = Speech2TextStreaming(args.asr_train_config, args.asr_model_file, args.device,
-                               args.chunk_size, args.num_left_chunks, args.beam_size,
-                               args.ctc_weight)
-    summary = decode_data_dir(s2t, args.data_dir, args.output_dir, args.piece_ms, args.seed)
+    with exit_on_input_error():
+        check_stream_inputs(args.data_dir, args.asr_train_config, "ChunkASRTask")
+        s2t = Speech2TextStreaming(args.asr_train_config, args.asr_model_file, args.device,
+                                   args.chunk_size, args.num_left_chunks, args.beam_size,
+                                   args.ctc_weight)
+        summary = decode_data_dir(s2t, args.data_dir, args.output_dir, args.piece_ms,
+                                  args.seed)
     summary["beam_size"] = args.beam_size
     print(json.dumps(summary), file=sys.stderr)
 

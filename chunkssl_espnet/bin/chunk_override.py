@@ -14,7 +14,12 @@ import yaml
 
 
 def split_chunk_options(argv: List[str], config_flag: str) -> Tuple[List[str], Optional[Path]]:
-    """Take our chunk options off ``argv``; return the new argv and the written config, if any."""
+    """Take our chunk options off ``argv``; return the new argv and the written config, if any.
+
+    Raises:
+        ValueError: a chunk option without ``config_flag`` and ``--output_dir``.
+        FileNotFoundError: the training config does not exist.
+    """
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--decoding_chunk_size", type=int, default=None,
                         help="encoder frames per chunk at decoding (-1: full context)")
@@ -26,10 +31,11 @@ def split_chunk_options(argv: List[str], config_flag: str) -> Tuple[List[str], O
     if ours.decoding_chunk_size is None and ours.num_decoding_left_chunks is None:
         return argv, None
     if ours.train_config is None or ours.output_dir is None:
-        raise SystemExit(f"--decoding_chunk_size needs {config_flag} and --output_dir")
+        raise ValueError(f"--decoding_chunk_size and --num_decoding_left_chunks need "
+                         f"{config_flag} and --output_dir")
     src = Path(ours.train_config)
     if not src.is_file():
-        raise SystemExit(f"training config not found: {src}")
+        raise FileNotFoundError(f"{config_flag} {src}: training config not found")
     with open(src, encoding="utf-8") as f:
         conf = yaml.safe_load(f)
     enc = conf.setdefault("encoder_conf", {})

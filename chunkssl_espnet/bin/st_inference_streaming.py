@@ -6,9 +6,11 @@
         [--ref data/test/text.tc.de]
 
 Besides the outputs of ``chunkssl_espnet.stream_decode``, ``latency.json`` holds each
-utterance's token delays (ms of source read when each target token was committed) and its average
-lagging (SimulEval's definition); with ``--ref`` the summary holds corpus BLEU (sacreBLEU) and the
-mean AL, with the reference length as SimulEval uses it.
+utterance's word delays (``delays_ms``: ms of source read when the last piece of each output word
+was committed, see ``chunkssl_espnet.data.scoring.word_delays``), its token delays
+(``token_delays_ms``) and its average lagging over words (SimulEval's definition, with
+``--eval-latency-unit word``); with ``--ref`` the summary holds corpus BLEU (sacreBLEU) and the
+mean AL, with the reference length in words as SimulEval uses it.
 """
 
 import argparse
@@ -37,26 +39,23 @@ def main(cmd: Optional[List[str]] = None) -> None:
     import numpy as np
     import torch
 
-    from chunkssl_espnet.bin import load_plugin
+    from chunkssl_espnet.bin.input_check import check_stream_inputs, exit_on_input_error
     from chunkssl_espnet.data.datadir import read_scp
     from chunkssl_espnet.data.scoring import average_lagging, score_bleu
     from chunkssl_espnet.stream_decode import decode_data_dir
     from chunkssl_espnet.streaming import Speech2TextStreamingST
 
     args = get_parser().parse_args(cmd)
-    load_plugin()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     torch.set_num_threads(args.num_threads)
-    refs = read_scp(args.ref) if args.ref else {}
-    st = Speech2TextStreamingST(args.st_train_config, args.st_model_file, args.device,
-                                args.chunk_size, args.num_left_chunks, args.beam_size,
-                                args.maxlenratio)
 
     def lagging(utt: str, s: Speech2TextStreamingST) -> dict:
+        # In words on both sides: the reference length is a word count, so are the delays.
+        delays = s.word_delays()
         source_ms = s.stats.audio_s * 1000.0
         ref_len = len(refs[utt].split()) if utt in refs else None
-        al = average_lagging(s.delays, source_ms, ref_len) if s.delays else None
-        return {"delays_ms": s.delays, "average_lagging_ms": al}
+        al = average_lagging(delays, source_ms, ref_len) if delays else None
+        return {"delays_ms": delays, "token_delays_ms": s.delays, "average_lagging_ms": al}
 
     def corpus(per_utt: dict, hyp_file) -> dict:
         als = [u["average_lagging_ms"] for u in per_utt.values()
@@ -67,8 +66,14 @@ def main(cmd: Optional[List[str]] = None) -> None:
             extra["bleu"] = score_bleu(args.ref, hyp_file)["bleu"]
         return extra
 
-    summary = decode_data_dir(st, args.data_dir, args.output_dir, args.piece_ms, args.seed,
-                              per_utt_extra=lagging, summary_extra=corpus)
+    with exit_on_input_error():
+        check_stream_inputs(args.data_dir, args.st_train_config, "ChunkSTTask")
+        refs = read_scp(args.ref) if args.ref else {}
+        st = Speech2TextStreamingST(args.st_train_config, args.st_model_file, args.device,
+                                    args.chunk_size, args.num_left_chunks, args.beam_size,
+                                    args.maxlenratio)
+        summary = decode_data_dir(st, args.data_dir, args.output_dir, args.piece_ms, args.seed,
+                                  per_utt_extra=lagging, summary_extra=corpus)
     print(json.dumps(summary), file=sys.stderr)
 
 

@@ -1,12 +1,13 @@
-"""Entry point: ESPnet's ST training with Chunk SSL's classes registered."""
+"""Entry point: ESPnet's ST training with Chunk SSL's classes registered (its inputs checked
+first: ``chunkssl_espnet.bin.input_check``)."""
 
 from typing import List, Optional
 
-from chunkssl_espnet.bin import load_plugin
+from chunkssl_espnet.bin.input_check import run_training
 
 
 def main(cmd: Optional[List[str]] = None) -> None:
-    load_plugin().ChunkSTTask.main(cmd=cmd)
+    run_training("ChunkSTTask", cmd)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from chunkssl_espnet.features import (
+    SAMPLE_RATE,
     apply_mvn,
     compute_mvn_stats,
     kaldi_fbank,
@@ -94,9 +95,9 @@ def iter_features(args: argparse.Namespace) -> Iterator[Tuple[str, torch.Tensor]
         scp = args.data_dir / "wav.scp"
         for uttid, wav in read_wav_scp(scp):
             try:
-                yield uttid, kaldi_fbank(*load_wav(wav))
+                yield uttid, kaldi_fbank(*load_wav(wav, SAMPLE_RATE))
             except (ValueError, FileNotFoundError) as e:
-                raise ValueError(f"utterance {uttid} ({scp}): {e}") from e
+                raise ValueError(f"{scp}: utterance '{uttid}': {e}") from e
         return
     import kaldiio
 

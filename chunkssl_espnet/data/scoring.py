@@ -165,6 +165,50 @@ def average_lagging(
     return total / tau
 
 
+def word_delays(
+    tokens: Sequence[str], delays: Sequence[Number], token_type: str = "bpe"
+) -> List[float]:
+    """Per-token delays merged into per-word delays, for a latency measured in words.
+
+    A word's delay is that of its *last* token: once that token is committed the whole word is
+    in the output, even though only the next word's first token (or the end) shows that it was
+    the last. (A word-level agent that holds a word back until then would report later
+    delays.) Words are counted as ESPnet's ``tokens2text`` writes them, so there are as many
+    delays as ``text.split()`` has words; boundary-only tokens (a lone ``▁``, ``<space>``) carry
+    no word.
+
+    Args:
+        tokens: (N,) committed tokens, e.g. ``["▁the", "▁ca", "t"]``.
+        delays: (N,) source read (ms) when each token was committed; non-decreasing.
+        token_type: ``bpe``, ``char`` or ``word`` (ESPnet's ``--token_type``).
+
+    Returns:
+        (W,) the delay of each word: ``[d("▁the"), d("t")]`` above.
+    """
+    if token_type not in ("bpe", "char", "word"):
+        raise ValueError(f"word_delays: token_type {token_type!r} is not bpe, char or word")
+    if len(tokens) != len(delays):
+        raise ValueError(f"word_delays: {len(tokens)} tokens but {len(delays)} delays")
+    out: List[float] = []
+    new_word = True
+    for tok, d in zip(tokens, delays):
+        if token_type == "bpe":  # SentencePiece: "▁" starts a word
+            starts, text = tok.startswith("▁"), tok.replace("▁", "")
+        elif token_type == "char":  # ESPnet's char tokenizer: "<space>" between words
+            starts, text = tok == "<space>", "" if tok == "<space>" else tok
+        else:
+            starts, text = True, tok
+        new_word = new_word or starts
+        if not text:
+            continue  # a boundary only ("▁", "<space>"): the next token starts the word
+        if new_word:
+            out.append(float(d))
+            new_word = False
+        else:
+            out[-1] = float(d)
+    return out
+
+
 def _cell(value: object) -> str:
     """Markdown cell: floats with two decimals, ``|`` escaped."""
     text = f"{value:.2f}" if isinstance(value, float) else str(value)

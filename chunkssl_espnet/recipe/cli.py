@@ -35,7 +35,7 @@ def _split_passthrough(argv: Sequence[str]) -> Tuple[List[str], List[str]]:
 def _check_data(a: argparse.Namespace) -> object:
     from chunkssl_espnet.recipe.datadirs import check_data_dirs
 
-    counts = check_data_dirs(a.data_dirs, need_text=not a.no_text)
+    counts = check_data_dirs(a.data_dirs, need_text=not a.no_text, fs=a.fs)
     return "\n".join(f"{d}: OK, {n} utterances" for d, n in counts.items())
 
 
@@ -171,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("check-data", _check_data, "validate data directories, write utt2num_samples")
     p.add_argument("data_dirs", nargs="+")
     p.add_argument("--no_text", action="store_true", help="unlabelled data (SSL)")
+    p.add_argument("--fs", type=int, default=16000,
+                   help="required sample rate of the audio (the configs' frontend_conf.fs)")
 
     p = add("dump", _dump, "cut the segments of data directories into one flac per utterance")
     p.add_argument("srcs", nargs="+", help="data directories")

@@ -1,7 +1,8 @@
 """Data stages of the recipes beyond corpus preparation: checking, and cutting segments to files.
 
 ``check_data_dirs`` validates prepared data directories (sorted, unique ids, every audio file
-present, non-empty text) and writes ``utt2num_samples``. ``dump_segments`` turns a directory with
+present, readable and at the models' sample rate, non-empty text) and writes
+``utt2num_samples``. ``dump_segments`` turns a directory with
 ``segments`` (MuST-C talks, long Libri-Light files) into one with an audio file per utterance,
 which is what ESPnet's ``sound`` reader needs (``asr.sh`` stage 3 does the same with
 ``format_wav_scp.py``).
@@ -18,6 +19,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 from chunkssl_espnet.data.datadir import (
     DataDirError,
     audio_path,
+    check_sample_rates,
     read_scp,
     utterance_files,
     validate_data_dir,
@@ -31,9 +33,15 @@ logger = logging.getLogger(__name__)
 
 
 def check_data_dirs(
-    data_dirs: Sequence[PathLike], need_text: bool = True, num_samples: bool = True
+    data_dirs: Sequence[PathLike],
+    need_text: bool = True,
+    num_samples: bool = True,
+    fs: Optional[int] = 16000,
 ) -> Dict[str, int]:
     """Validate each directory (and write its ``utt2num_samples``); ``{dir: utterances}``.
+
+    ``fs``: every audio file must be readable and sampled at this rate (the models'
+    ``frontend_conf.fs``; headers only); None skips the check.
 
     Raises:
         FileNotFoundError, DataDirError: the first problem, naming the file and the utterance.
@@ -41,6 +49,8 @@ def check_data_dirs(
     out = {}
     for d in data_dirs:
         out[str(d)] = validate_data_dir(d, need_text=need_text, check_audio=True)
+        if fs is not None:
+            check_sample_rates(Path(d) / "wav.scp", fs)
         if num_samples:
             write_utt2num_samples(d)
         logger.info("%s: OK, %d utterances", d, out[str(d)])

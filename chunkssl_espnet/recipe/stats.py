@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
+from chunkssl_espnet.bin.input_check import check_data_inputs
 from chunkssl_espnet.data.datadir import read_scp, split_scp
 from chunkssl_espnet.recipe.jobs import RecipeError, python_module, run_parallel, thread_env
 from chunkssl_espnet.recipe.provenance import StageRecord, fresh_tmp_dir, replace_dir
@@ -95,6 +96,11 @@ def collect_stats(
     for scp in (train_scp, valid_scp):
         if not scp.is_file():
             raise RecipeError(f"{scp}: not found; run the data preparation stages first")
+    # Unreadable audio or another sample rate than the config's: say so now, naming the file
+    # and the utterance, not in a statistics job's log (or not at all).
+    check_data_inputs(["--config", str(config), *extra,
+                       "--train_data_path_and_name_and_type", f"{train_scp},speech,sound",
+                       "--valid_data_path_and_name_and_type", f"{valid_scp},speech,sound"])
     nj = max(1, min(nj, len(read_scp(train_scp)), len(read_scp(valid_scp))))
     tmp = fresh_tmp_dir(out_dir)
     rec.start()

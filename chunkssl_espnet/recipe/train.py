@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
+from chunkssl_espnet.bin.input_check import check_data_inputs
 from chunkssl_espnet.recipe.jobs import (
     RecipeError,
     python_module,
@@ -197,6 +198,7 @@ def train(
                           {"task": job.task, "espnet_args": job.espnet_args, "force": force}, argv)
         if not (rec.is_done() and job.final_model.exists()):
             check_inputs(job.espnet_args)
+            check_data_inputs(job.espnet_args)  # audio, transcripts, tokenizer: fail now
             todo.append((job, rec))
     runs = []
     for job, rec in todo:
