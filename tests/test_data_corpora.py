@@ -49,6 +49,19 @@ def test_librispeech(tmp_path: Path) -> None:
     prepare_librispeech(root / "LibriSpeech", tmp_path / "data2", "dev-clean")
 
 
+def test_librispeech_subset_listed_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the recipe lists its training, validation and test subsets, which may overlap
+    from chunkssl_espnet.data import librispeech as module
+
+    calls = []
+    prepare_subset = module.prepare_librispeech_subset
+    monkeypatch.setattr(module, "prepare_librispeech_subset",
+                        lambda *a, **k: calls.append(a[2]) or prepare_subset(*a, **k))
+    root = librispeech(tmp_path / "db")
+    out = prepare_librispeech(root, tmp_path / "data", ["dev-clean", "dev-clean"])
+    assert list(out) == ["dev-clean"] and calls == ["dev-clean"]
+
+
 def test_librispeech_errors(tmp_path: Path) -> None:
     root = librispeech(tmp_path / "db")
     with pytest.raises(FileNotFoundError, match="not a LibriSpeech root"):

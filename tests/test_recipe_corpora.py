@@ -17,14 +17,15 @@ from tests.test_data_corpora import librilight, librispeech, must_c
 EGS = Path(__file__).resolve().parent.parent / "egs2"
 
 
-def run_recipe(recipe: str, args: List[str], env: Dict[str, str], work: Path):
+def run_recipe(recipe: str, args: List[str], env: Dict[str, str], work: Path,
+               timeout: int = 300) -> subprocess.CompletedProcess:
     """``run.sh args`` in the recipe folder, with data/dump/exp under ``work``."""
     full_env = {**os.environ, "PYTHON": sys.executable, **env}
     dirs = ["--datadir", str(work / "data"), "--expdir", str(work / "exp")]
     if recipe != "librispeech/asr1":
         dirs += ["--dumpdir", str(work / "dump")]
     return subprocess.run(["./run.sh", *args, *dirs], cwd=EGS / recipe, env=full_env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def ok(res: subprocess.CompletedProcess) -> None:

@@ -14,7 +14,8 @@
 #   * --config FILE sources FILE (bash `name=value` lines) before the other options, so the command
 #     line wins over the file; it may be given more than once.
 #   * --help or -h prints $help_message and the options with their current values, then exits 0.
-#     The options listed are the `name=` lines of the calling script above this file's `source`.
+#     The options listed are the `name=` lines of the script run ($0) above its first line that
+#     sources a file (`. file`): this file, or egs2/TEMPLATE/stages.sh, which sources it.
 #   * parsing stops at the first argument not starting with --, or after a bare --.
 
 # All internal names start with _po_ so that they cannot clash with the caller's variables.
@@ -24,12 +25,12 @@ _po_print_help() {
     if [ -n "${help_message:-}" ]; then
         printf '%b\n' "${help_message}" 1>&2
     fi
-    # List `name=` assignments at the start of a line of the calling script, up to the line that
-    # sources this file: the declared options.
+    # List `name=` assignments at the start of a line of the script run, up to its first line
+    # that sources a file: the declared options.
     [ -r "$0" ] || return 0
     local _po_names _po_n
-    _po_names=$(sed -n -e '/parse_options\.sh/q' -e 's/^\([A-Za-z_][A-Za-z0-9_]*\)=.*/\1/p' "$0" \
-        | awk '!seen[$0]++')
+    _po_names=$(sed -n -e '/^[[:space:]]*\(\.\|source\)[[:space:]]/q' \
+        -e 's/^\([A-Za-z_][A-Za-z0-9_]*\)=.*/\1/p' "$0" | awk '!seen[$0]++')
     [ -n "${_po_names}" ] || return 0
     echo "Options (current values):" 1>&2
     for _po_n in ${_po_names}; do

@@ -110,6 +110,9 @@ def prepare_librispeech(
 ) -> Dict[str, Path]:
     """Prepare several subsets into ``out_dir/<subset with '-' as '_'>`` (``data/train_clean_100``).
 
+    A subset listed more than once is prepared once (a recipe lists its training, validation and
+    test subsets, which may overlap: dev-clean validates and is decoded).
+
     Returns:
         ``{subset: data directory}``.
     """
@@ -117,5 +120,5 @@ def prepare_librispeech(
         subsets = [subsets]
     return {
         s: prepare_librispeech_subset(root, Path(out_dir) / s.replace("-", "_"), s, num_samples)
-        for s in subsets
+        for s in dict.fromkeys(subsets)
     }

@@ -2,17 +2,14 @@
 # Libri-Light Chunk SSL pre-training (GPU): prepare a subset, cut the long files into segments at
 # voice-activity boundaries, hold out a validation set, collect statistics, fit the FSQ tokenizer and
 # pre-train the chunked Conformer. The model (exp/ssl/valid.loss.ave.pth) is what
-# egs2/librispeech/asr1 and egs2/must_c/st1 fine-tune (their --pretrained_ssl).
-# All logic is in the package: each stage is one `python -m chunkssl_espnet.<module>` call.
+# egs2/librispeech/asr1 and egs2/must_c/st1 fine-tune (their --pretrained_ssl). Stages 1-3 are
+# this corpus's; stages 4-6 are the shared ones of ../../TEMPLATE/stages.sh. All logic is in the
+# package: each stage is one `python -m chunkssl_espnet.<module>` call.
 set -euo pipefail
-
-log() {
-    local fname=${BASH_SOURCE[1]##*/}
-    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" >&2
-}
 
 stage=1                 # first stage to run
 stop_stage=6            # last stage to run
+toy=false               # tiny sizes for the test suite (conf/toy.sh); the command line still wins
 nj=16                   # CPU jobs (segment cutting, statistics)
 ngpu=8                  # GPUs per node (ESPnet spawns one process per GPU)
 num_nodes=1             # >1: run this script on every node under srun (see --dist_launcher)
@@ -24,7 +21,8 @@ max_segment_s=20        # segments of at most this length, packed from the voice
 n_valid=1000            # segments held out for validation
 tokenizer_kind=random   # FSQ tokenizer: random or trained
 tokenizer_levels=2M
-tokenizer_max_utts=20000  # segments the tokenizer is fitted on
+tokenizer_max_utts=20000  # segments the tokenizer is fitted on (empty: all)
+seed=0
 ssl_epochs=             # empty: the config's max_epoch
 datadir=data
 dumpdir=dump
@@ -35,18 +33,14 @@ Libri-Light (db.sh: LIBRILIGHT) Chunk SSL pre-training.
 Stages: 1 data preparation, 2 cut segments into files, 3 validation hold-out, 4 feature statistics,
 5 FSQ tokenizer, 6 SSL pre-training."
 
-. utils/parse_options.sh
-. ./path.sh
-. ./db.sh
-python=${PYTHON}
-ssl_config=${ssl_config:-${MAIN_ROOT}/conf/ssl_chunk_${preset}.yaml}
+. ../../TEMPLATE/stages.sh "$@"  # options, path.sh, db.sh, log() and the shared stages
 name=librilight_${subset}
-tokenizer_dir=${expdir}/tokenizer_${tokenizer_kind}
-mkdir -p "${expdir}"
-echo "$(date '+%Y-%m-%dT%H:%M:%S') $0 $*" >> "${expdir}/commands.log"
+setdir=${dumpdir}
+train_set=${name}_train
+valid_set=${name}_valid
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
-    log "Stage 1: prepare Libri-Light ${subset} from ${LIBRILIGHT} (segments of <= ${max_segment_s} s)"
+    log "Stage 1: prepare Libri-Light ${subset} from ${LIBRILIGHT} (segments <= ${max_segment_s} s)"
     ${python} -m chunkssl_espnet.data librilight "${LIBRILIGHT}" "${datadir}/${name}" \
         --subset ${subset} --max-segment-s ${max_segment_s}
 fi
@@ -59,34 +53,23 @@ fi
 
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
     log "Stage 3: hold out ${n_valid} segments for validation"
-    ${python} -m chunkssl_espnet.recipe holdout "${dumpdir}/${name}" "${dumpdir}/${name}_train" \
-        "${dumpdir}/${name}_valid" --n ${n_valid} --no_text
+    ${python} -m chunkssl_espnet.recipe holdout "${dumpdir}/${name}" "${dumpdir}/${train_set}" \
+        "${dumpdir}/${valid_set}" --n ${n_valid} --no_text
 fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     log "Stage 4: feature statistics (global MVN) and shapes"
-    ${python} -m chunkssl_espnet.recipe stats --config "${ssl_config}" \
-        --train_dir "${dumpdir}/${name}_train" --valid_dir "${dumpdir}/${name}_valid" \
-        --out_dir "${expdir}/stats" --nj ${nj}
+    collect_stats
 fi
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     log "Stage 5: FSQ tokenizer (${tokenizer_kind}, levels ${tokenizer_levels})"
-    ${python} -m chunkssl_espnet.recipe step --name tokenizer --out_dir "${tokenizer_dir}" -- \
-        ${python} -m chunkssl_espnet.bin.tokenizer_train --kind ${tokenizer_kind} \
-        --levels ${tokenizer_levels} --data_dir "${dumpdir}/${name}_train" \
-        --max_utts ${tokenizer_max_utts} --stats_file "${expdir}/stats/train/feats_stats.npz" \
-        --out_dir "${tokenizer_dir}" --device "$([ ${ngpu} -gt 0 ] && echo cuda || echo cpu)"
+    train_tokenizer
 fi
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     log "Stage 6: Chunk SSL pre-training -> ${expdir}/ssl"
-    # shellcheck disable=SC2086
-    ${python} -m chunkssl_espnet.recipe train --task ssl --config "${ssl_config}" \
-        --train_dir "${dumpdir}/${name}_train" --valid_dir "${dumpdir}/${name}_valid" \
-        --stats_dir "${expdir}/stats" --tokenizer_dir "${tokenizer_dir}" \
-        --output_dir "${expdir}/ssl" ${ssl_epochs:+--max_epoch ${ssl_epochs}} \
-        --ngpu ${ngpu} --num_nodes ${num_nodes} --dist_launcher ${dist_launcher}
+    train_ssl
 fi
 
-log "Successfully finished stages ${stage}-${stop_stage}"
+log "Successfully finished stages ${stage}-${stop_stage}. Model: ${expdir}/ssl/valid.loss.ave.pth"

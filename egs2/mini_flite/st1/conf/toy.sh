@@ -10,5 +10,6 @@ st_epochs=1
 beam_size=2
 maxlenratio=0.3
 stream_beam_size=2
+stream_maxlenratio=0.3
 stream_chunk_sizes="8 16 32"
 stream_baseline=false
