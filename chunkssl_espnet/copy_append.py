@@ -93,10 +93,7 @@ def copy_append_forward(
     if n > 1:
         ctx = clean.view(b, n, fb, f)[:, :-1, fb - LEFT_CONTEXT :]  # (B, N-1, 4, F) clean
         seg = masked.view(b, n, fb, f)[:, 1:]  # (B, N-1, fb, F) masked copies
-        emb = encoder.embed.forward_segment(
-            ctx.reshape(b * (n - 1), LEFT_CONTEXT, f), seg.reshape(b * (n - 1), fb, f)
-        )
-        parts.append(emb.reshape(b, (n - 1) * c, -1))
+        parts.append(encoder.embed.forward_segments(ctx, seg))  # (B, (N-1)*c, D)
     x = torch.cat(parts, dim=1)
 
     device = x.device

@@ -93,6 +93,15 @@ def _mini(a: argparse.Namespace) -> object:
     return {k: str(v) for k, v in dirs.items()}
 
 
+def _mini_asr(a: argparse.Namespace) -> object:
+    from chunkssl_espnet.data.mini_asr import generate_mini_asr
+
+    dirs = generate_mini_asr(a.audio_dir, a.data_dir, a.n_labelled, a.n_pool, a.n_valid,
+                             a.n_test, a.vocab_size, a.train_voices, a.valid_unseen_voice,
+                             a.test_unseen_voice, a.seed, a.nj)
+    return {k: str(v) for k, v in dirs.items()}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """One sub-command per library function; ``set_defaults(run=...)`` names the function."""
     parser = argparse.ArgumentParser(prog="python -m chunkssl_espnet.data", description=__doc__)
@@ -166,6 +175,20 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--test-voice", default="awb")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--nj", type=int, default=2)
+    p = add("mini-asr", _mini_asr, "synthesise the mini ASR corpus (labelled set, unlabelled "
+            "pool, seen and unseen-voice validation and test sets)")
+    p.add_argument("audio_dir")
+    p.add_argument("data_dir")
+    p.add_argument("--n-labelled", type=int, default=600)
+    p.add_argument("--n-pool", type=int, default=3000)
+    p.add_argument("--n-valid", type=int, default=100)
+    p.add_argument("--n-test", type=int, default=300)
+    p.add_argument("--vocab-size", type=int, default=1000)
+    p.add_argument("--train-voices", nargs="+", default=["slt", "awb", "kal16"])
+    p.add_argument("--valid-unseen-voice", default="ked")
+    p.add_argument("--test-unseen-voice", default="rms")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--nj", type=int, default=2)
     return parser
 
 

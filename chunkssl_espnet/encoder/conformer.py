@@ -48,6 +48,8 @@ class ChunkConformerEncoder(AbsEncoder):
         dynamic_chunk_training: False trains with ``static_chunk_size`` only.
         static_chunk_size: chunk size when not dynamic (-1 = full context).
         decoding_chunk_size, num_decoding_left_chunks: used in eval mode (-1 = full / all).
+        subsampling_channels: channels of the sub-sampling convolutions (default: the model
+            dimension).
     """
 
     @typechecked
@@ -69,6 +71,7 @@ class ChunkConformerEncoder(AbsEncoder):
         static_chunk_size: int = -1,
         decoding_chunk_size: int = -1,
         num_decoding_left_chunks: int = -1,
+        subsampling_channels: Optional[int] = None,
     ):
         super().__init__()
         if preset is not None and preset not in ENCODER_PRESETS:
@@ -85,7 +88,7 @@ class ChunkConformerEncoder(AbsEncoder):
         d = sizes["output_size"]
         self._output_size = d
         self.sizes = sizes
-        self.embed = Conv2dSubsampling4(input_size, d, dropout_rate)
+        self.embed = Conv2dSubsampling4(input_size, d, dropout_rate, subsampling_channels)
         self.encoders = torch.nn.ModuleList(
             ConformerLayer(d, sizes["attention_heads"], sizes["linear_units"],
                            sizes["cnn_module_kernel"], dropout_rate, attention_dropout_rate)

@@ -10,6 +10,8 @@ A segment that starts at encoder frame ``j0 > 0`` is sub-sampled exactly by prep
 :func:`Conv2dSubsampling4.forward_segment`).
 """
 
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 
@@ -17,21 +19,27 @@ LEFT_CONTEXT = 4  # fbank frames a segment needs from the left to be sub-sampled
 
 
 class Conv2dSubsampling4(torch.nn.Module):
-    """(B, T, F) fbank -> (B, T // 4, D)."""
+    """(B, T, F) fbank -> (B, T // 4, D).
 
-    def __init__(self, input_size: int, output_size: int, dropout_rate: float = 0.0):
+    Args:
+        input_size: F; output_size: D.
+        channels: channels of the two convolutions (default D, as ESPnet's Conv2dSubsampling).
+            The second convolution costs ``9 * channels**2`` multiply-adds per output pixel,
+            which dominates small encoders (35% of a d 96 training step); fewer channels make it
+            cheap.
+    """
+
+    def __init__(self, input_size: int, output_size: int, dropout_rate: float = 0.0,
+                 channels: Optional[int] = None):
         super().__init__()
-        self.conv1 = torch.nn.Conv2d(1, output_size, 3, stride=2)
-        self.conv2 = torch.nn.Conv2d(output_size, output_size, 3, stride=2)
+        channels = channels or output_size
+        self.conv1 = torch.nn.Conv2d(1, channels, 3, stride=2)
+        self.conv2 = torch.nn.Conv2d(channels, channels, 3, stride=2)
         freq = ((input_size - 1) // 2 - 1) // 2
         if freq < 1:
             raise ValueError(f"input_size {input_size} is too small for 4x sub-sampling")
-        self.out = torch.nn.Linear(output_size * freq, output_size)
+        self.out = torch.nn.Linear(channels * freq, output_size)
         self.dropout = torch.nn.Dropout(dropout_rate)
-
-    @staticmethod
-    def output_length(lengths: torch.Tensor) -> torch.Tensor:
-        return torch.div(lengths, 4, rounding_mode="floor")
 
     def forward(self, xs: torch.Tensor) -> torch.Tensor:
         """Args: xs (B, T, F). Returns (B, T // 4, D)."""
@@ -52,3 +60,24 @@ class Conv2dSubsampling4(torch.nn.Module):
             (B, T // 4, D), equal to the matching frames of a full-utterance forward.
         """
         return self.forward(torch.cat([context, xs], dim=1))[:, 1:]
+
+    def forward_segments(self, context: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+        """Sub-sample M segments per utterance in one image per utterance.
+
+        Equal to :meth:`forward_segment` on each ``[context[:, m], xs[:, m]]`` (exactly: the
+        segments are laid end to end, each ``LEFT_CONTEXT + T`` frames, a multiple of 4, and
+        every output kept depends only on frames of its own segment), but one large image per
+        utterance runs faster than M small ones (measured 2x in the copies' backward on CPU).
+
+        Args:
+            context: (B, M, LEFT_CONTEXT, F) the fbank frames before each segment.
+            xs: (B, M, T, F) the segments, T a multiple of 4.
+        Returns:
+            (B, M * T // 4, D).
+        """
+        b, m, t, f = xs.shape
+        if t % 4:
+            raise ValueError(f"segments must be a multiple of 4 frames, got {t}")
+        image = torch.cat([context, xs], dim=2).reshape(b, m * (LEFT_CONTEXT + t), f)
+        y = self.forward(image)  # (B, M * (1 + T // 4), D)
+        return y.reshape(b, m, 1 + t // 4, -1)[:, :, 1:].reshape(b, m * (t // 4), -1)
