@@ -5,12 +5,12 @@ inference. Every frame carries three integers:
 
 * ``chunk``: the chunk index of the frame's *original* position (``pos // chunk_size``; all 0 for
   full context),
-* ``stream``: 0 for the base stream, ``k >= 1`` for the k-th appended copy (copy-and-append),
+* ``copy_id``: 0 for the base stream, ``k >= 1`` for the k-th appended copy (copy-and-append),
 * validity: whether the frame is real or padding (keys only).
 
 A query sees a key iff the key is valid, and either the key is a base frame of an earlier chunk or
-both sit in the same block (same stream and same chunk); with ``num_left_chunks >= 0`` the key's
-chunk must also be at most ``num_left_chunks`` chunks back. Without copies this is the usual
+both sit in the same block (same ``copy_id`` and same chunk); with ``num_left_chunks >= 0`` the
+key's chunk must also be at most ``num_left_chunks`` chunks back. Without copies this is the usual
 chunk-causal mask ``key_chunk <= query_chunk``. Masks are additive (0 or a large negative number),
 never multiplicative.
 """
@@ -40,23 +40,23 @@ def chunk_index(pos: torch.Tensor, chunk_size: int) -> torch.Tensor:
 
 def chunk_visibility(
     q_chunk: torch.Tensor,
-    q_stream: torch.Tensor,
+    q_copy_id: torch.Tensor,
     k_chunk: torch.Tensor,
-    k_stream: torch.Tensor,
+    k_copy_id: torch.Tensor,
     num_left_chunks: int = -1,
 ) -> torch.Tensor:
     """Boolean visibility of keys from queries.
 
     Args:
-        q_chunk, q_stream: (Lq,) int64.
-        k_chunk, k_stream: (Lk,) int64.
+        q_chunk, q_copy_id: (Lq,) int64 chunk index and copy id (0: base) of each query.
+        k_chunk, k_copy_id: (Lk,) int64, the same of each key.
         num_left_chunks: how many earlier chunks a query may see; < 0 for all.
     Returns:
         (Lq, Lk) bool, True where the query may attend to the key.
     """
     qc, kc = q_chunk[:, None], k_chunk[None, :]
-    same_block = (q_stream[:, None] == k_stream[None, :]) & (qc == kc)
-    earlier_base = (k_stream[None, :] == 0) & (kc < qc)
+    same_block = (q_copy_id[:, None] == k_copy_id[None, :]) & (qc == kc)
+    earlier_base = (k_copy_id[None, :] == 0) & (kc < qc)
     vis = same_block | earlier_base
     if num_left_chunks >= 0:
         vis = vis & (kc >= qc - num_left_chunks)
@@ -99,8 +99,8 @@ def plain_chunk_mask(
     """
     pos = torch.arange(num_frames, device=device)
     chunk = chunk_index(pos, chunk_size)
-    stream = torch.zeros_like(pos)
-    vis = chunk_visibility(chunk, stream, chunk, stream, num_left_chunks)
+    copy_id = torch.zeros_like(pos)
+    vis = chunk_visibility(chunk, copy_id, chunk, copy_id, num_left_chunks)
     return additive_mask(vis, key_valid, dtype)
 
 

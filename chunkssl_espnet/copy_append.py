@@ -14,13 +14,14 @@ predicted.
 """
 
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 
-from chunkssl_espnet.encoder.conformer import SUBSAMPLING, ChunkConformerEncoder
+from chunkssl_espnet.encoder.conformer import ChunkConformerEncoder
 from chunkssl_espnet.encoder.layers import StreamLayout
 from chunkssl_espnet.encoder.subsampling import LEFT_CONTEXT
+from chunkssl_espnet.frames import SUBSAMPLING
 from chunkssl_espnet.masking import apply_fbank_mask
 
 
@@ -102,7 +103,7 @@ def copy_append_forward(
     copy_pos = torch.arange(c, n * c, device=device)
     layout = StreamLayout(
         pos=torch.cat([base_pos, copy_pos]),
-        stream=torch.cat([torch.zeros_like(base_pos), copy_pos // c]),
+        copy_id=torch.cat([torch.zeros_like(base_pos), copy_pos // c]),
         num_base=n * c,
         copy_len=c,
         copy_start=copy_start,
@@ -150,12 +151,9 @@ def naive_chunk_forward(
     base, olens, base_hs = encoder.forward_masked(feats, feats_lens, c, num_left_chunks)
     copies = torch.zeros_like(base)
     copies_hs = [torch.zeros_like(h) for h in base_hs]
-    fb = SUBSAMPLING * c
     for start in range(c, t_enc, c):
         end = min(start + c, t_enc)
-        x = torch.cat([feats[:, : SUBSAMPLING * start],
-                       masked_feats[:, SUBSAMPLING * start : SUBSAMPLING * start + fb]], dim=1)
-        lens = torch.clamp(feats_lens, max=x.shape[1])
+        x, lens = naive_pass_input(feats, feats_lens, masked_feats, start, c)
         out, _, hs = encoder.forward_masked(x, lens, c, num_left_chunks)
         copies[:, start:end] = out[:, start:end]
         for h_all, h in zip(copies_hs, hs):
@@ -163,3 +161,24 @@ def naive_chunk_forward(
     pos = torch.arange(t_enc, device=feats.device)[None, :]
     copies_valid = (pos >= c) & (pos < olens[:, None])
     return ChunkPassOutput(base, copies, copies_valid, olens, base_hs, copies_hs)
+
+
+def naive_pass_input(
+    feats: torch.Tensor,
+    feats_lens: torch.Tensor,
+    masked_feats: torch.Tensor,
+    start: int,
+    chunk_size: int,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The input of the naive pass that predicts the chunk starting at encoder frame ``start``:
+    the clean fbank of ``B1..Bi`` followed by the masked fbank of ``B(i+1)``.
+
+    Args:
+        feats, masked_feats: (B, T, F) clean and masked fbank; feats_lens: (B,).
+    Returns:
+        x: (B, T_x, F) with ``T_x <= SUBSAMPLING * (start + chunk_size)``; lens: (B,) valid
+        frames of ``x``.
+    """
+    lo = SUBSAMPLING * start
+    x = torch.cat([feats[:, :lo], masked_feats[:, lo : lo + SUBSAMPLING * chunk_size]], dim=1)
+    return x, torch.clamp(feats_lens, max=x.shape[1])

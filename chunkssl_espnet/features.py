@@ -7,7 +7,10 @@
 * Global mean/variance normalisation with statistics from the training set, stored in ESPnet's
   ``feats_stats.npz`` format (``count``, ``sum``, ``sum_square``) so that ESPnet's ``global_mvn``
   can read the same file.
-* Stacking of 4 consecutive fbank frames (40 ms, 320 values): one FSQ target per encoder frame.
+* Stacking of ``SUBSAMPLING`` = 4 consecutive fbank frames (40 ms, 320 values): one FSQ target per
+  encoder frame.
+
+The sample rate, window, hop and sub-sampling factor are defined in ``chunkssl_espnet.frames``.
 """
 
 from pathlib import Path
@@ -18,13 +21,12 @@ import soundfile
 import torch
 import torchaudio.compliance.kaldi as kaldi
 
-SAMPLE_RATE = 16000
+from chunkssl_espnet.data.datadir import atomic_path
+from chunkssl_espnet.frames import HOP_SAMPLES, SAMPLE_RATE, SUBSAMPLING, WINDOW_SAMPLES
+
 NUM_MEL_BINS = 80
-FRAME_LENGTH_MS = 25.0
-FRAME_SHIFT_MS = 10.0
-WINDOW_SAMPLES = 400  # 25 ms at 16 kHz
-HOP_SAMPLES = 160  # 10 ms at 16 kHz
-STACK_FACTOR = 4  # fbank frames per encoder frame
+FRAME_LENGTH_MS = WINDOW_SAMPLES * 1000 / SAMPLE_RATE  # 25.0
+FRAME_SHIFT_MS = HOP_SAMPLES * 1000 / SAMPLE_RATE  # 10.0
 
 PathLike = Union[str, Path]
 
@@ -98,7 +100,7 @@ def kaldi_fbank(
 
 
 def stack_frames(
-    feats: torch.Tensor, lens: torch.Tensor, factor: int = STACK_FACTOR
+    feats: torch.Tensor, lens: torch.Tensor, factor: int = SUBSAMPLING
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Concatenate ``factor`` consecutive frames; a trailing partial group is dropped.
 
@@ -168,8 +170,9 @@ def load_mvn_stats(path: PathLike) -> Dict[str, np.ndarray]:
 
 
 def save_mvn_stats(stats: Dict[str, np.ndarray], path: PathLike) -> None:
-    """Write statistics as an ESPnet ``feats_stats.npz``."""
-    np.savez(str(path), count=stats["count"], sum=stats["sum"], sum_square=stats["sum_square"])
+    """Write statistics as an ESPnet ``feats_stats.npz``, atomically, to ``path`` exactly."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, count=stats["count"], sum=stats["sum"], sum_square=stats["sum_square"])
 
 
 def mvn_mean_std(stats: Dict[str, np.ndarray]) -> Tuple[torch.Tensor, torch.Tensor]:

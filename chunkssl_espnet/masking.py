@@ -13,6 +13,8 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
+from chunkssl_espnet.frames import SUBSAMPLING
+
 
 def chunk_span_mask(
     lengths: torch.Tensor,
@@ -70,7 +72,7 @@ def chunk_span_mask(
 def apply_fbank_mask(
     feats: torch.Tensor,
     frame_mask: torch.Tensor,
-    subsampling: int = 4,
+    subsampling: int = SUBSAMPLING,
     noise_std: float = 0.1,
     generator: Optional[torch.Generator] = None,
 ) -> torch.Tensor:
@@ -100,7 +102,7 @@ def utterance_masks(
     ratio: float = 0.45,
     span: int = 4,
     noise_std: float = 0.1,
-    subsampling: int = 4,
+    subsampling: int = SUBSAMPLING,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Masks and masked fbank of a batch, each utterance drawn from its own seed.
 

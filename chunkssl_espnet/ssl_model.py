@@ -22,7 +22,7 @@ from typeguard import typechecked
 
 from chunkssl_espnet.copy_append import copy_append_forward
 from chunkssl_espnet.encoder import ChunkConformerEncoder
-from chunkssl_espnet.encoder.conformer import SUBSAMPLING
+from chunkssl_espnet.frames import SUBSAMPLING
 from chunkssl_espnet.group_loss import GroupMaskedPredictionLoss
 from chunkssl_espnet.masking import utterance_masks
 from chunkssl_espnet.tokenizer import FSQTokenizer, build_tokenizer, load_tokenizer

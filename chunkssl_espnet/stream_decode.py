@@ -7,16 +7,19 @@ live source would deliver it, or in fixed ``piece_ms`` pieces. Writes ``text`` (
 audio to its partial result) and ``summary.json``.
 """
 
+import argparse
+import contextlib
 import json
 import logging
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 from tqdm import tqdm
 
 from chunkssl_espnet.data.datadir import DataDirError, atomic_write_text, read_scp
-from chunkssl_espnet.features import SAMPLE_RATE, load_wav
+from chunkssl_espnet.features import load_wav
+from chunkssl_espnet.frames import ENCODER_FRAME_MS, SAMPLE_RATE
 from chunkssl_espnet.streaming import ChunkStreamer, decode_stream, random_piece_sizes
 
 
@@ -24,13 +27,30 @@ def add_stream_arguments(p) -> None:
     """Options common to the streaming entry points."""
     p.add_argument("--data_dir", required=True, help="Kaldi-style dir with wav.scp")
     p.add_argument("--output_dir", required=True)
-    p.add_argument("--chunk_size", type=int, default=16, help="encoder frames (40 ms each)")
+    p.add_argument("--chunk_size", type=int, default=16,
+                   help=f"encoder frames ({ENCODER_FRAME_MS} ms each)")
     p.add_argument("--num_left_chunks", type=int, default=-1, help="-1: all left context")
     p.add_argument("--piece_ms", type=float, default=None,
                    help="fixed piece size in ms (default: random 10-500 ms pieces)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--num_threads", type=int, default=1, help="torch CPU threads")
+
+
+@contextlib.contextmanager
+def stream_session(args: argparse.Namespace, config: str, task_name: str) -> Iterator[None]:
+    """The set-up of a streaming entry point: logging, ``--num_threads``, and the input checks
+    of ``--data_dir`` against the model's ``config`` (task ``task_name``); an input error in the
+    block (bad data, config or file) exits with one line."""
+    import torch
+
+    from chunkssl_espnet.bin.input_check import check_stream_inputs, exit_on_input_error
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    torch.set_num_threads(args.num_threads)
+    with exit_on_input_error():
+        check_stream_inputs(args.data_dir, config, task_name)
+        yield
 
 
 def decode_data_dir(
@@ -94,7 +114,7 @@ def decode_data_dir(
     summary = {
         "num_utts": len(wavs),
         "chunk_size_frames": streamer.chunk_size,
-        "chunk_size_ms": streamer.chunk_size * 40,
+        "chunk_size_ms": streamer.chunk_size * ENCODER_FRAME_MS,
         "num_left_chunks": streamer.num_left_chunks,
         "algorithmic_latency_ms": streamer.algorithmic_latency_ms(),
         "rtf": compute_s / audio_s if audio_s else 0.0,

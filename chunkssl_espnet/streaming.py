@@ -23,11 +23,18 @@ import torch
 from chunkssl_espnet.ctc_search import CTCPrefixBeamSearch
 from chunkssl_espnet.encoder import ChunkConformerEncoder
 from chunkssl_espnet.encoder.subsampling import LEFT_CONTEXT
-from chunkssl_espnet.features import HOP_SAMPLES, SAMPLE_RATE, WINDOW_SAMPLES, kaldi_fbank
+from chunkssl_espnet.features import kaldi_fbank
+from chunkssl_espnet.frames import (
+    ENCODER_FRAME_MS,
+    HOP_SAMPLES,
+    SAMPLE_RATE,
+    SUBSAMPLING,
+    WINDOW_SAMPLES,
+)
 from chunkssl_espnet.frontend import KaldiFbankFrontend
 
-SUBSAMPLING = 4
-FRAME_SHIFT_S = HOP_SAMPLES / SAMPLE_RATE
+#: The last fbank window's overhang past its 10 ms hop (ms): audio a chunk waits for beyond itself.
+WINDOW_OVERHANG_MS = (WINDOW_SAMPLES - HOP_SAMPLES) * 1000 / SAMPLE_RATE
 #: ESPnet's beam searches: named loggers, and a module that logs through the root logger.
 ESPNET_SEARCH_LOGGERS = ("espnet.nets.beam_search", "espnet.nets.batch_beam_search")
 ESPNET_SEARCH_ROOT_MODULES = ("batch_beam_search_online",)
@@ -111,7 +118,7 @@ class ChunkStreamer:
 
     Args:
         model: an ESPnet ASR or ST model with ``kaldi_fbank`` frontend and ``chunk_conformer``.
-        chunk_size: encoder frames per chunk (1 frame = 40 ms).
+        chunk_size: encoder frames per chunk (1 frame = ``ENCODER_FRAME_MS`` = 40 ms).
         num_left_chunks: left chunks kept in the attention cache (-1: all).
     """
 
@@ -174,7 +181,8 @@ class ChunkStreamer:
             if rest > 0:
                 self._encode(rest, t0)
             if not self.encoded:
-                logging.warning("stream ended before one encoder frame (40 ms + 25 ms) was heard")
+                logging.warning("stream ended before one encoder frame (%d ms + %g ms) was heard",
+                                ENCODER_FRAME_MS, WINDOW_OVERHANG_MS)
             text = self.finish()
             self.finished = True
         else:
@@ -216,15 +224,15 @@ class ChunkStreamer:
 
     def audio_end_s(self) -> float:
         """Seconds of audio the encoder output so far depends on."""
-        return (self.offset * SUBSAMPLING - 1) * FRAME_SHIFT_S + WINDOW_SAMPLES / SAMPLE_RATE
+        return ((self.offset * SUBSAMPLING - 1) * HOP_SAMPLES + WINDOW_SAMPLES) / SAMPLE_RATE
 
     def _text(self, ids: List[int]) -> str:
-        """Token ids to text with the ``tokenizer`` and ``converter`` a subclass sets."""
-        return self.tokenizer.tokens2text(self.converter.ids2tokens(ids)) if ids else ""
+        """Token ids to text with the ``text_tokenizer`` and ``converter`` a subclass sets."""
+        return self.text_tokenizer.tokens2text(self.converter.ids2tokens(ids)) if ids else ""
 
     def algorithmic_latency_ms(self) -> float:
         """Audio a chunk waits for: the chunk itself plus the last fbank window's overhang."""
-        return self.chunk_size * SUBSAMPLING * FRAME_SHIFT_S * 1000 + 15.0
+        return self.chunk_size * ENCODER_FRAME_MS + WINDOW_OVERHANG_MS
 
 
 def _text_tools(args, token_list):
@@ -261,7 +269,7 @@ class Speech2TextStreaming(ChunkStreamer):
         super().__init__(model, str(asr_train_config), device, chunk_size, num_left_chunks)
         self.beam_size = beam_size
         self.ctc_weight = ctc_weight
-        self.tokenizer, self.converter = _text_tools(args, model.token_list)
+        self.text_tokenizer, self.converter = _text_tools(args, model.token_list)
         self.reset()
 
     def reset(self) -> None:
@@ -355,7 +363,7 @@ class Speech2TextStreamingST(ChunkStreamer):
         ).to(self.device).eval()
         self.maxlenratio = maxlenratio
         self.token_type = args.token_type
-        self.tokenizer, self.converter = _text_tools(args, model.token_list)
+        self.text_tokenizer, self.converter = _text_tools(args, model.token_list)
         self.reset()
 
     def reset(self) -> None:

@@ -19,3 +19,26 @@ def librivox_dir() -> Path:
             "(tools/setup_venv.sh does this when run as root)"
         )
     return LIBRIVOX_DIR
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch intra-op thread for the tests of a module (``pytest.mark.usefixtures``): its
+    models are tiny, and extra threads only contend on a shared CPU. Restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def restore_torch_threads():
+    """Give torch's global thread count back after a test that sets it (the benchmarks'
+    ``--threads``)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

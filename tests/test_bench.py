@@ -22,15 +22,8 @@ from chunkssl_espnet.bench.copy_append import (
 )
 from chunkssl_espnet.bench.memory import measure_step_memory
 
+pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    """The benchmarks' --threads sets torch's global thread count: give it back afterwards."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_select_passes_keeps_ends_and_count():

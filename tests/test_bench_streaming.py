@@ -12,13 +12,7 @@ import torch
 
 from chunkssl_espnet.bench import ssl_throughput, streaming
 
-
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    """The benchmarks' --threads sets torch's global thread count: give it back afterwards."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("restore_torch_threads")
 
 
 def test_espnet_block_mapping_matches_chunk():

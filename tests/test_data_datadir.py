@@ -1,4 +1,5 @@
-"""Kaldi-style data directory tools: validation errors name file/line/id, fix, split, subset."""
+"""Kaldi-style data directory tools: validation errors name file/line/id, fix, split, subset;
+the atomic writers."""
 
 from pathlib import Path
 from typing import Dict, Optional
@@ -9,6 +10,8 @@ import soundfile
 
 from chunkssl_espnet.data.datadir import (
     DataDirError,
+    atomic_path,
+    atomic_write_text,
     check_sample_rates,
     fix_data_dir,
     read_audio_headers,
@@ -44,6 +47,21 @@ def make_dir(tmp_path: Path, n: int = 4, segments: bool = False) -> Path:
         utt2spk[utt] = spk
         text[utt] = f"WORDS OF {i}"
     return write_data_dir(tmp_path / "data", wav, utt2spk, {"text": text}, seg)
+
+
+def test_atomic_path_replaces_on_success_only(tmp_path: Path) -> None:
+    out = tmp_path / "sub" / "stats.npz"
+    with atomic_path(out) as tmp:
+        assert tmp.parent == out.parent and tmp.suffix == ".npz" and not tmp.exists()
+        np.savez(tmp, x=np.arange(3))  # numpy would add .npz to a name without it
+    assert np.load(out)["x"].tolist() == [0, 1, 2]
+    with pytest.raises(RuntimeError, match="writer failed"):
+        with atomic_path(out) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("writer failed")
+    assert np.load(out)["x"].tolist() == [0, 1, 2]  # the old file is intact
+    assert sorted(p.name for p in out.parent.iterdir()) == ["stats.npz"]  # no temporary left
+    assert atomic_write_text(tmp_path / "t", "é\n").read_bytes() == "é\n".encode()
 
 
 def test_write_scp_sorts_in_c_order(tmp_path: Path) -> None:

@@ -31,14 +31,7 @@ TINY = [
     "--encoder_conf", f"static_chunk_size={CHUNK}",
     "--encoder_conf", f"decoding_chunk_size={CHUNK}",
 ]  # fmt: skip
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""Shared helpers of the benchmarks: timing, machine description, markdown tables, JSON output.
+"""Shared helpers of the benchmarks: timing, machine description, markdown tables, goals, the JSON
+record.
 
 Timings are wall-clock seconds of a callable after ``warmup`` untimed calls, over ``repeats`` timed
 calls, with the device synchronised around each call. Ratios are computed from medians measured in
@@ -19,6 +20,23 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
+
+from chunkssl_espnet.data.datadir import atomic_write_text
+from chunkssl_espnet.encoder import ENCODER_PRESETS
+
+#: The repository (configs under ``conf/``).
+REPO = Path(__file__).resolve().parents[2]
+#: The 5 real LibriVox utterances of the Debian package pocketsphinx-testdata.
+LIBRIVOX_DIR = Path("/usr/share/pocketsphinx/test/data/librivox")
+#: Chunk sizes the benchmarks report by default (4, 8, 16 and 32 encoder frames).
+DEFAULT_CHUNK_MS = (160, 320, 640, 1280)
+#: Encoder sizes of the benchmarks that train or build ESPnet models of both systems: the
+#: ``tiny`` preset, and ``toy`` for the tests.
+SIZES = {
+    "tiny": dict(ENCODER_PRESETS["tiny"]),
+    "toy": dict(output_size=32, attention_heads=2, linear_units=64, num_blocks=2,
+                cnn_module_kernel=7),
+}  # fmt: skip
 
 
 @dataclass
@@ -265,13 +283,28 @@ def add_common_args(parser: argparse.ArgumentParser, repeats: int, warmup: int =
 
 def write_json(path: Optional[Path], payload: Dict[str, Any]) -> None:
     """Write ``payload`` to ``path`` atomically (nothing when ``path`` is None)."""
-    if path is None:
-        return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
-    os.replace(tmp, path)
+    if path is not None:
+        atomic_write_text(path, json.dumps(payload, indent=2, default=_json_default) + "\n")
+
+
+def print_goals(
+    goals: Dict[str, Dict[str, Any]], describe: Callable[[str, Dict[str, Any]], str]
+) -> None:
+    """One line per goal: ``goal <name> <describe(name, goal)> -> met`` (or ``MISSED``); each
+    goal holds at least ``target``, ``value`` and ``met``."""
+    for name, g in goals.items():
+        print(f"goal {name} {describe(name, g)} -> {'met' if g['met'] else 'MISSED'}")
+
+
+def save_record(
+    name: str, args: argparse.Namespace, machine: Dict[str, Any], **fields: Any
+) -> Dict[str, Any]:
+    """The JSON record of a run: ``benchmark`` (``name``), ``command``, ``machine``, ``config``
+    (the options), then ``fields``; written to ``--out`` when given, and returned."""
+    record = {"benchmark": name, "command": command_line(), "machine": machine,
+              "config": run_config(args), **fields}  # fmt: skip
+    write_json(args.out, record)
+    return record
 
 
 def _json_default(obj: Any) -> Any:

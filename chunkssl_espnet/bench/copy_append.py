@@ -28,33 +28,31 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 
 from chunkssl_espnet.bench.common import (
+    DEFAULT_CHUNK_MS,
     BenchError,
     add_common_args,
-    command_line,
     fmt_bytes,
     fmt_ratio,
     fmt_seconds,
     format_machine,
     machine_info,
     markdown_table,
+    print_goals,
     profile_top_ops,
-    run_config,
     run_main,
+    save_record,
     setup_run,
     time_interleaved,
-    write_json,
 )
 from chunkssl_espnet.bench.memory import measure_step_memory, method_description
-from chunkssl_espnet.copy_append import copy_append_forward, naive_chunk_forward
+from chunkssl_espnet.copy_append import copy_append_forward, naive_chunk_forward, naive_pass_input
 from chunkssl_espnet.encoder import ChunkConformerEncoder
-from chunkssl_espnet.encoder.conformer import SUBSAMPLING
+from chunkssl_espnet.features import NUM_MEL_BINS
+from chunkssl_espnet.frames import ENCODER_FRAME_MS, SUBSAMPLING
 from chunkssl_espnet.masking import apply_fbank_mask, chunk_span_mask
 
-ENC_FRAME_MS = 40  # one encoder frame = 4 fbank frames of 10 ms
-DEFAULT_CHUNK_MS = (160, 320, 640, 1280)
 GOAL_CHUNK_MS = 640
 GOAL_SPEEDUP = 4.0
-NUM_MEL_BINS = 80
 
 
 @dataclass
@@ -138,14 +136,9 @@ def naive_step(
     """The naive training step: the passes starting at ``starts``, each with its backward."""
     _zero_grad(encoder)
     t_enc = inp.feats.shape[1] // SUBSAMPLING
-    fb = SUBSAMPLING * chunk
     for start in starts:
         end = min(start + chunk, t_enc)
-        x = torch.cat(
-            [inp.feats[:, : SUBSAMPLING * start],
-             inp.masked[:, SUBSAMPLING * start : SUBSAMPLING * start + fb]], dim=1
-        )  # fmt: skip
-        lens = torch.clamp(inp.lens, max=x.shape[1])
+        x, lens = naive_pass_input(inp.feats, inp.lens, inp.masked, start, chunk)
         out, _, _ = encoder.forward_masked(x, lens, chunk, -1)
         sel = inp.select[:, start:end, None]
         loss = (out[:, start:end] * inp.weight[:, start:end] * sel).sum()
@@ -204,9 +197,9 @@ def bench_config(
     preset: str, chunk_ms: int, args: argparse.Namespace, device: torch.device
 ) -> Dict[str, Any]:
     """Time, memory and equivalence of one (preset, chunk size)."""
-    if chunk_ms % ENC_FRAME_MS:
-        raise BenchError(f"--chunk-ms {chunk_ms}: must be a multiple of {ENC_FRAME_MS} ms")
-    chunk = chunk_ms // ENC_FRAME_MS
+    if chunk_ms % ENCODER_FRAME_MS:
+        raise BenchError(f"--chunk-ms {chunk_ms}: must be a multiple of {ENCODER_FRAME_MS} ms")
+    chunk = chunk_ms // ENCODER_FRAME_MS
     t_enc = args.frames // SUBSAMPLING
     if t_enc <= chunk:
         raise BenchError(
@@ -359,25 +352,16 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     if not args.no_memory:
         print(f"Peak memory: {method_description(device)}")
     print(table)
-    for name, g in goals.items():
-        print(f"goal {name} >= {g['target']}x: {g['value']:.2f}x -> "
-              f"{'met' if g['met'] else 'MISSED'}")
+    print_goals(goals, lambda _, g: f">= {g['target']}x: {g['value']:.2f}x")
     for r in rows:
         if args.profile:
             print(f"\nprofile {r['preset']} {r['chunk_ms']} ms copy-append:\n"
                   f"{r['profile_copy_append']}\nnaive:\n{r['profile_naive']}")
-    result = {
-        "benchmark": "copy_append",
-        "command": command_line(),
-        "machine": machine,
-        "config": run_config(args),
-        "memory_method": None if args.no_memory else method_description(device),
-        "results": rows,
-        "goals": goals,
-        "table": table,
-    }
-    write_json(args.out, result)
-    return result
+    return save_record(
+        "copy_append", args, machine,
+        memory_method=None if args.no_memory else method_description(device),
+        results=rows, goals=goals, table=table,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

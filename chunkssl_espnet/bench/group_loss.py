@@ -22,7 +22,6 @@ import torch
 
 from chunkssl_espnet.bench.common import (
     add_common_args,
-    command_line,
     fmt_bytes,
     fmt_count,
     fmt_ratio,
@@ -30,12 +29,12 @@ from chunkssl_espnet.bench.common import (
     format_machine,
     machine_info,
     markdown_table,
+    print_goals,
     profile_top_ops,
-    run_config,
     run_main,
+    save_record,
     setup_run,
     time_interleaved,
-    write_json,
 )
 from chunkssl_espnet.bench.memory import measure_step_memory, method_description
 from chunkssl_espnet.encoder import ENCODER_PRESETS
@@ -275,26 +274,17 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     if not args.no_memory:
         print(f"Peak memory: {method_description(device)}")
     print(table)
-    for name, g in goals.items():
-        print(f"goal {name} >= {g['target']:.0f}x: {g['value']:,.0f}x -> "
-              f"{'met' if g['met'] else 'MISSED'}")
+    print_goals(goals, lambda _, g: f">= {g['target']:.0f}x: {g['value']:,.0f}x")
     if args.profile:
         for r in rows:
             for kind in ("group", "full"):
                 if "profile" in r[kind]:
                     print(f"\nprofile {r['codebook']} {kind}:\n{r[kind]['profile']}")
-    result = {
-        "benchmark": "group_loss",
-        "command": command_line(),
-        "machine": machine,
-        "config": run_config(args),
-        "memory_method": None if args.no_memory else method_description(device),
-        "results": rows,
-        "goals": goals,
-        "table": table,
-    }
-    write_json(args.out, result)
-    return result
+    return save_record(
+        "group_loss", args, machine,
+        memory_method=None if args.no_memory else method_description(device),
+        results=rows, goals=goals, table=table,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

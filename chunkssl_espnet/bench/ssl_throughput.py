@@ -45,21 +45,23 @@ import torch
 import yaml
 
 from chunkssl_espnet.bench.common import (
+    LIBRIVOX_DIR,
+    REPO,
+    SIZES,
     BenchError,
     Timing,
-    command_line,
     fmt_ratio,
     fmt_seconds,
     format_machine,
     machine_info,
     markdown_table,
+    print_goals,
     profile_top_ops,
-    run_config,
     run_main,
+    save_record,
     setup_run,
     time_fn,
     time_interleaved,
-    write_json,
 )
 from chunkssl_espnet.features import (
     SAMPLE_RATE,
@@ -70,17 +72,9 @@ from chunkssl_espnet.features import (
     save_mvn_stats,
 )
 
-REPO = Path(__file__).resolve().parents[2]
-LIBRIVOX_DIR = Path("/usr/share/pocketsphinx/test/data/librivox")
 GOAL_COST_RATIO = 2.5
 GOAL_MFU = 0.30
 NUM_CLASSES = 500
-SIZES = {
-    "tiny": dict(output_size=144, attention_heads=4, linear_units=1024, num_blocks=6,
-                 cnn_module_kernel=15),
-    "toy": dict(output_size=32, attention_heads=2, linear_units=64, num_blocks=2,
-                cnn_module_kernel=7),
-}  # fmt: skip
 ESPNET_FRONTENDS = {
     "fbank40": dict(frontend="default", mask_length=5,
                     frontend_conf=dict(fs=SAMPLE_RATE, n_fft=1024, win_length=640,
@@ -387,33 +381,23 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     print(f"{args.matmul_size}^2 fp32 matmul: {mm_gflops:.1f} GFLOP/s wall (before "
           f"{mm_before['gflops']:.1f}, after {mm_after['gflops']:.1f}), {mm_cpu_gflops:.1f} "
           "GFLOP/s CPU time")
-    for name, g in goals.items():
-        pct = name.startswith("mfu")
-        shown = (f"{g['value']:.1%} wall ({g['cpu_time_value']:.1%} CPU time)" if pct
-                 else f"{g['value']:.2f}x wall ({g['cpu_time_value']:.2f}x CPU time)")
-        print(f"goal {name} ({g['target']}): {shown} -> {'met' if g['met'] else 'MISSED'}")
+
+    def describe(name: str, g: Dict[str, Any]) -> str:
+        if name.startswith("mfu"):
+            return f"({g['target']}): {g['value']:.1%} wall ({g['cpu_time_value']:.1%} CPU time)"
+        return f"({g['target']}): {g['value']:.2f}x wall ({g['cpu_time_value']:.2f}x CPU time)"
+
+    print_goals(goals, describe)
     for name, prof in profiles.items():
         print(f"\nprofile {name}:\n{prof}")
-    result = {
-        "benchmark": "ssl_throughput",
-        "command": command_line(),
-        "machine": machine,
-        "config": run_config(args),
-        "audio_s_per_step": audio_s,
-        "encoder_params": params,
-        "results": rows,
-        "ratios": ratios,
-        "cpu_time_ratios": cpu_ratios,
-        "flop_ratios": flop_ratios,
-        "matmul": {"before": mm_before, "after": mm_after, "gflops": mm_gflops,
-                   "cpu_time_gflops": mm_cpu_gflops},
-        "mfu": mfu,
-        "goals": goals,
-        "profiles": profiles,
-        "table": table,
-    }  # fmt: skip
-    write_json(args.out, result)
-    return result
+    return save_record(
+        "ssl_throughput", args, machine,
+        audio_s_per_step=audio_s, encoder_params=params, results=rows, ratios=ratios,
+        cpu_time_ratios=cpu_ratios, flop_ratios=flop_ratios,
+        matmul={"before": mm_before, "after": mm_after, "gflops": mm_gflops,
+                "cpu_time_gflops": mm_cpu_gflops},
+        mfu=mfu, goals=goals, profiles=profiles, table=table,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

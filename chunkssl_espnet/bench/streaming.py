@@ -59,34 +59,36 @@ import torch
 import yaml
 
 from chunkssl_espnet.bench.common import (
+    DEFAULT_CHUNK_MS,
+    LIBRIVOX_DIR,
+    REPO,
+    SIZES,
     BenchError,
-    command_line,
     fmt_ratio,
     format_machine,
     machine_info,
     markdown_table,
+    print_goals,
     profile_top_ops,
-    run_config,
     run_main,
+    save_record,
     setup_run,
     synchronize,
-    write_json,
 )
-from chunkssl_espnet.features import SAMPLE_RATE, compute_mvn_stats, kaldi_fbank, load_wav
+from chunkssl_espnet.data.datadir import atomic_path, atomic_write_text
+from chunkssl_espnet.features import (
+    NUM_MEL_BINS,
+    compute_mvn_stats,
+    kaldi_fbank,
+    load_wav,
+    save_mvn_stats,
+)
+from chunkssl_espnet.frames import ENCODER_FRAME_MS, HOP_SAMPLES, SAMPLE_RATE, WINDOW_SAMPLES
 
-REPO = Path(__file__).resolve().parents[2]
-LIBRIVOX_DIR = Path("/usr/share/pocketsphinx/test/data/librivox")
-ENC_FRAME_S = 0.04
-DEFAULT_CHUNK_MS = (160, 320, 640, 1280)
 TRAIN_CHUNK = 16  # ESPnet's block configuration is fixed at training: the 640 ms one
 SYSTEMS = ("ours", "espnet")
-SIZES = {
-    "tiny": dict(output_size=144, attention_heads=4, linear_units=1024, num_blocks=6,
-                 cnn_module_kernel=15),
-    "toy": dict(output_size=32, attention_heads=2, linear_units=64, num_blocks=2,
-                cnn_module_kernel=7),
-}  # fmt: skip
-STFT_CONF = dict(fs=SAMPLE_RATE, n_fft=512, win_length=400, hop_length=160, n_mels=80)
+STFT_CONF = dict(fs=SAMPLE_RATE, n_fft=512, win_length=WINDOW_SAMPLES, hop_length=HOP_SAMPLES,
+                 n_mels=NUM_MEL_BINS)
 
 
 def espnet_block_config(chunk: int) -> Dict[str, int]:
@@ -155,10 +157,8 @@ def write_data(root: Path, utts: Sequence[Utterance]) -> Dict[str, Path]:
 
 def feature_stats(system: str, utts: Sequence[Utterance], path: Path) -> Path:
     """Global MVN statistics (ESPnet feats_stats.npz) of the system's own features."""
-    from chunkssl_espnet.features import save_mvn_stats
-
     if system == "ours":
-        feats = [kaldi_fbank(u.audio, SAMPLE_RATE, 80) for u in utts]
+        feats = [kaldi_fbank(u.audio, SAMPLE_RATE, NUM_MEL_BINS) for u in utts]
     else:
         from espnet2.asr.frontend.default import DefaultFrontend
 
@@ -220,9 +220,10 @@ def prepare_model(
     if spec_file.is_file() and json.loads(spec_file.read_text()) == spec and model_file.exists():
         return {"config": out / "config.yaml", "model": model_file, "reused": True,
                 "train_s": None}  # fmt: skip
+    spec_file.unlink(missing_ok=True)  # the model is reused only once it is complete again
     out.mkdir(parents=True, exist_ok=True)
     feature_stats(system, utts, out / "feats_stats.npz")
-    (out / "train.yaml").write_text(yaml.safe_dump(conf))
+    atomic_write_text(out / "train.yaml", yaml.safe_dump(conf))
     d = data["dir"]
     cmd = ["--config", str(out / "train.yaml"), "--token_list", str(data["tokens"]),
            "--token_type", "char",
@@ -259,10 +260,11 @@ def prepare_model(
         targs = task.get_parser().parse_args(cmd)
         torch.manual_seed(args.seed)
         model = task.build_model(targs)  # also turns the token list file into a list
-        with (out / "config.yaml").open("w") as f:
+        with atomic_path(out / "config.yaml") as tmp, tmp.open("w") as f:
             yaml_no_alias_safe_dump(vars(targs), f, indent=4, sort_keys=False)
-        torch.save(model.state_dict(), model_file)
-    spec_file.write_text(json.dumps(spec))
+        with atomic_path(model_file) as tmp:
+            torch.save(model.state_dict(), tmp)
+    atomic_write_text(spec_file, json.dumps(spec))
     return {"config": out / "config.yaml", "model": model_file, "reused": False,
             "train_s": time.perf_counter() - start}  # fmt: skip
 
@@ -395,7 +397,7 @@ def _run_pass(
             if frames > done:
                 res.chunk_compute_s.append(dt)
                 res.chunk_cpu_s.append(dc)
-                res.chunk_lag_s.append(fed / SAMPLE_RATE - frames * ENC_FRAME_S)
+                res.chunk_lag_s.append(fed / SAMPLE_RATE - frames * ENCODER_FRAME_MS / 1000)
                 res.partials += 1
                 done = frames
         res.audio_s += n / SAMPLE_RATE
@@ -598,30 +600,23 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
           + f", median of {args.repeats} interleaved passes")  # fmt: skip
     print(f"Machine: {format_machine(machine)}")
     print(table)
-    for name, g in goals.items():
+
+    def describe(_: str, g: Dict[str, Any]) -> str:
         v = "-" if g["value"] is None else f"{g['value']:.2f}x"
         if g["cpu_time_value"] is not None:
             v += f" ({g['cpu_time_value']:.2f}x CPU time)"
-        print(f"goal {name} ({g['target']}): {v} -> {'met' if g['met'] else 'MISSED'}")
+        return f"({g['target']}): {v}"
+
+    print_goals(goals, describe)
     for ms, profs in profiles.items():
         for name, prof in profs.items():
             print(f"\nprofile {name}, one utterance at {ms} ms:\n{prof}")
-    result = {
-        "benchmark": "streaming",
-        "command": command_line(),
-        "machine": machine,
-        "config": run_config(args),
-        "models": models,
-        "encoder_params": {k: s.num_params for k, s in streams.items()},
-        "audio_s": audio_s,
-        "references": {u.uttid: u.text for u in utts if u.text},
-        "results": rows,
-        "goals": goals,
-        "profiles": profiles,
-        "table": table,
-    }  # fmt: skip
-    write_json(args.out, result)
-    return result
+    return save_record(
+        "streaming", args, machine,
+        models=models, encoder_params={k: s.num_params for k, s in streams.items()},
+        audio_s=audio_s, references={u.uttid: u.text for u in utts if u.text}, results=rows,
+        goals=goals, profiles=profiles, table=table,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

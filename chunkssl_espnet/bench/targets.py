@@ -30,30 +30,29 @@ import numpy as np
 import torch
 
 from chunkssl_espnet.bench.common import (
+    LIBRIVOX_DIR,
     add_common_args,
-    command_line,
     fmt_ratio,
     fmt_seconds,
     format_machine,
     machine_info,
     markdown_table,
-    run_config,
+    print_goals,
     run_main,
+    save_record,
     setup_run,
     time_fn,
-    write_json,
 )
 from chunkssl_espnet.features import (
     NUM_MEL_BINS,
-    STACK_FACTOR,
     apply_mvn,
     compute_mvn_stats,
     kaldi_fbank,
     load_wav,
 )
+from chunkssl_espnet.frames import SUBSAMPLING
 from chunkssl_espnet.tokenizer import build_tokenizer, train_autoencoder
 
-LIBRIVOX_DIR = Path("/usr/share/pocketsphinx/test/data/librivox")
 FRAMES_PER_HOUR = 360_000
 UTT_FRAMES = 1500  # 15 s utterances
 UTTS_PER_BATCH = 16
@@ -156,8 +155,8 @@ def bench_kmeans(feats: torch.Tensor, args: argparse.Namespace) -> Dict[str, Any
     """Fit once (timed), then label every frame (median of ``--repeats``)."""
     x = feats.numpy()
     if args.kmeans_input == "stacked":
-        n = x.shape[0] // STACK_FACTOR
-        x = x[: n * STACK_FACTOR].reshape(n, STACK_FACTOR * NUM_MEL_BINS)
+        n = x.shape[0] // SUBSAMPLING
+        x = x[: n * SUBSAMPLING].reshape(n, SUBSAMPLING * NUM_MEL_BINS)
     x = np.ascontiguousarray(x, dtype=np.float32)
     km = kmeans_model(args)
     fit_s, fit_cpu_s, _ = timed_once(lambda: km.fit(x))
@@ -309,22 +308,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     print(f"Machine: {format_machine(machine)}")
     print(f"k-means: {kmeans['settings']}, stopped after {kmeans['n_steps']} mini-batch steps")
     print(table)
-    for name, g in goals.items():
-        print(f"goal {name} >= {g['target']:.0f}x: {g['value']:,.1f}x -> "
-              f"{'met' if g['met'] else 'MISSED'}")
-    result = {
-        "benchmark": "targets",
-        "command": command_line(),
-        "machine": machine,
-        "threads": threads,
-        "config": run_config(args),
-        "data": data_info,
-        "results": rows,
-        "goals": goals,
-        "table": table,
-    }
-    write_json(args.out, result)
-    return result
+    print_goals(goals, lambda _, g: f">= {g['target']:.0f}x: {g['value']:,.1f}x")
+    return save_record("targets", args, machine, threads=threads, data=data_info, results=rows,
+                       goals=goals, table=table)  # fmt: skip
 
 
 if __name__ == "__main__":

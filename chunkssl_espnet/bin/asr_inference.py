@@ -4,21 +4,13 @@ All of ESPnet's options apply. Ours: ``--decoding_chunk_size N`` (encoder frames
 context) and ``--num_decoding_left_chunks M`` set the encoder's chunk mask for this decoding.
 """
 
-import sys
 from typing import List, Optional
 
-from chunkssl_espnet.bin.chunk_override import split_chunk_options
-from chunkssl_espnet.bin.input_check import check_decoding_inputs, exit_on_input_error
+from chunkssl_espnet.bin.input_check import run_inference
 
 
 def main(cmd: Optional[List[str]] = None) -> None:
-    argv = list(sys.argv[1:] if cmd is None else cmd)
-    with exit_on_input_error():  # the audio's sample rate, the config's keys
-        check_decoding_inputs(argv, "--asr_train_config", "ChunkASRTask")
-        argv, _ = split_chunk_options(argv, "--asr_train_config")
-    from espnet2.bin.asr_inference import main as espnet_main
-
-    espnet_main(argv)
+    run_inference("asr", cmd)
 
 
 if __name__ == "__main__":

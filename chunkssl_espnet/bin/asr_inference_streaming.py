@@ -9,11 +9,10 @@ Outputs: see ``chunkssl_espnet.stream_decode``.
 
 import argparse
 import json
-import logging
 import sys
 from typing import List, Optional
 
-from chunkssl_espnet.stream_decode import add_stream_arguments
+from chunkssl_espnet.stream_decode import add_stream_arguments, decode_data_dir, stream_session
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -28,17 +27,10 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(cmd: Optional[List[str]] = None) -> None:
-    import torch
-
-    from chunkssl_espnet.bin.input_check import check_stream_inputs, exit_on_input_error
-    from chunkssl_espnet.stream_decode import decode_data_dir
     from chunkssl_espnet.streaming import Speech2TextStreaming
 
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    torch.set_num_threads(args.num_threads)
-    with exit_on_input_error():
-        check_stream_inputs(args.data_dir, args.asr_train_config, "ChunkASRTask")
+    with stream_session(args, args.asr_train_config, "ChunkASRTask"):
         s2t = Speech2TextStreaming(args.asr_train_config, args.asr_model_file, args.device,
                                    args.chunk_size, args.num_left_chunks, args.beam_size,
                                    args.ctc_weight)

@@ -12,6 +12,8 @@ from typing import List, Optional, Tuple
 
 import yaml
 
+from chunkssl_espnet.data.datadir import atomic_write_text
+
 
 def split_chunk_options(argv: List[str], config_flag: str) -> Tuple[List[str], Optional[Path]]:
     """Take our chunk options off ``argv``; return the new argv and the written config, if any.
@@ -44,10 +46,5 @@ def split_chunk_options(argv: List[str], config_flag: str) -> Tuple[List[str], O
     if ours.num_decoding_left_chunks is not None:
         enc["num_decoding_left_chunks"] = ours.num_decoding_left_chunks
     out_dir = Path(ours.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    dst = out_dir / "decode_config.yaml"
-    tmp = dst.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        yaml.safe_dump(conf, f, sort_keys=False)
-    tmp.replace(dst)
+    dst = atomic_write_text(out_dir / "decode_config.yaml", yaml.safe_dump(conf, sort_keys=False))
     return rest + [config_flag, str(dst), "--output_dir", str(out_dir)], dst

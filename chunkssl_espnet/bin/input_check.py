@@ -34,10 +34,11 @@ import yaml
 from espnet2.utils.nested_dict_action import NestedDictAction
 
 from chunkssl_espnet.data.datadir import DataDirError, check_sample_rates, read_scp
+from chunkssl_espnet.frames import SAMPLE_RATE
 
 PathLike = Union[str, os.PathLike]
-#: ``features.SAMPLE_RATE``, the frontend's default ``fs`` (not imported: that pulls in torch).
-DEFAULT_FS = 16000
+#: The frontend's default ``fs``.
+DEFAULT_FS = SAMPLE_RATE
 #: Keys ESPnet writes into a model's config.yaml besides its options.
 CONFIG_EXTRA_KEYS = ("version", "distributed", "required")
 
@@ -224,6 +225,22 @@ def run_training(task_name: str, cmd: Optional[Sequence[str]] = None) -> None:
         task = getattr(load_plugin(), task_name)
         check_training_config(task, argv)
     task.main(cmd=argv)
+
+
+def run_inference(task: str, cmd: Optional[Sequence[str]] = None) -> None:
+    """Check an offline decoding command line (``sys.argv[1:]`` when None) and apply our chunk
+    options (``chunk_override``), then run ESPnet's ``<task>_inference`` (``asr`` or ``st``) on
+    it; an input error exits with one line."""
+    import importlib
+
+    from chunkssl_espnet.bin.chunk_override import split_chunk_options
+
+    argv = list(sys.argv[1:] if cmd is None else cmd)
+    config_flag = f"--{task}_train_config"
+    with exit_on_input_error():  # the audio's sample rate, the config's keys
+        check_decoding_inputs(argv, config_flag, f"Chunk{task.upper()}Task")
+        argv, _ = split_chunk_options(argv, config_flag)
+    importlib.import_module(f"espnet2.bin.{task}_inference").main(argv)
 
 
 def check_decoding_inputs(argv: Sequence[str], config_flag: str, task_name: str) -> None:

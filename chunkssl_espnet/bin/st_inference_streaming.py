@@ -15,11 +15,10 @@ mean AL, with the reference length in words as SimulEval uses it.
 
 import argparse
 import json
-import logging
 import sys
 from typing import List, Optional
 
-from chunkssl_espnet.stream_decode import add_stream_arguments
+from chunkssl_espnet.stream_decode import add_stream_arguments, decode_data_dir, stream_session
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -37,17 +36,12 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(cmd: Optional[List[str]] = None) -> None:
     import numpy as np
-    import torch
 
-    from chunkssl_espnet.bin.input_check import check_stream_inputs, exit_on_input_error
     from chunkssl_espnet.data.datadir import read_scp
     from chunkssl_espnet.data.scoring import average_lagging, score_bleu
-    from chunkssl_espnet.stream_decode import decode_data_dir
     from chunkssl_espnet.streaming import Speech2TextStreamingST
 
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    torch.set_num_threads(args.num_threads)
 
     def lagging(utt: str, s: Speech2TextStreamingST) -> dict:
         # In words on both sides: the reference length is a word count, so are the delays.
@@ -66,8 +60,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
             extra["bleu"] = score_bleu(args.ref, hyp_file)["bleu"]
         return extra
 
-    with exit_on_input_error():
-        check_stream_inputs(args.data_dir, args.st_train_config, "ChunkSTTask")
+    with stream_session(args, args.st_train_config, "ChunkSTTask"):
         refs = read_scp(args.ref) if args.ref else {}
         st = Speech2TextStreamingST(args.st_train_config, args.st_model_file, args.device,
                                     args.chunk_size, args.num_left_chunks, args.beam_size,

@@ -10,7 +10,6 @@ Writes into ``--out_dir``: ``config.json`` and ``model.pt`` (read by ``load_toke
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import torch
 from tqdm import tqdm
 
+from chunkssl_espnet.data.datadir import atomic_write_text
 from chunkssl_espnet.features import (
     SAMPLE_RATE,
     apply_mvn,
@@ -186,9 +186,7 @@ def run(args: argparse.Namespace) -> dict:
     report.update(usage)
     tokenizer.save(args.out_dir)
     report["seconds"] = round(time.time() - start, 2)
-    tmp = args.out_dir / "usage.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, args.out_dir / "usage.json")
+    atomic_write_text(args.out_dir / "usage.json", json.dumps(report, indent=2) + "\n")
 
     print(f"tokenizer {args.kind} levels {tokenizer.levels} -> {args.out_dir}")
     print(format_usage(usage))

@@ -6,16 +6,18 @@ an optional ``segments`` (``<utt-id> <rec-id> <start-s> <end-s>``), ``text`` or
 sorted in C-locale (byte) order with unique ids, which for UTF-8 text is Python's code-point
 order. This module replaces Kaldi's ``validate_data_dir.sh``, ``fix_data_dir.sh``,
 ``split_scp.pl``, ``subset_data_dir.sh`` and ``utt2spk_to_spk2utt.pl``; every writer is atomic
-(temporary file, then ``os.replace``).
+(temporary file, then ``os.replace``). ``atomic_write_text`` and ``atomic_path`` are the package's
+one way of writing a file that must not be torn.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import tempfile
+import secrets
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 PathLike = Union[str, os.PathLike]
 logger = logging.getLogger(__name__)
@@ -30,23 +32,36 @@ class DataDirError(ValueError):
     """A data directory or one of its files is malformed; the message names file, line and id."""
 
 
-def atomic_write_text(path: PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``.
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """Yield a temporary path in ``path``'s folder; rename it to ``path`` when the block ends
+    without an error, remove it when the block raises.
 
-    A reader never sees a half-written file, and an interrupted stage leaves the old file intact.
+    For writers that take a file name (``torch.save``, ``np.savez``, ``soundfile.write``,
+    ``savefig``, external tools): a reader never sees a half-written file, and an interrupted or
+    failed write leaves the old file intact and no temporary file behind. The temporary file does
+    not exist yet (the writer creates it, with the usual permissions), and its name ends with
+    ``path``'s suffix, so writers that choose the format by the suffix write the right one.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{path.suffix}")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
-    return path
+
+
+def atomic_write_text(path: PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8, ``\\n`` line ends) to ``path`` atomically (see :func:`atomic_path`).
+
+    A reader never sees a half-written file, and an interrupted stage leaves the old file intact.
+    """
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+    return Path(path)
 
 
 def read_scp_lines(path: PathLike) -> List[Tuple[int, str, str]]:

@@ -21,7 +21,6 @@ import random
 import re
 import shutil
 import subprocess
-import tempfile
 import zlib
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 from tqdm import tqdm
 
 from chunkssl_espnet.data.datadir import (
+    atomic_path,
     atomic_write_text,
     read_scp,
     validate_data_dir,
@@ -170,12 +170,11 @@ def ensure_format(wav: Path, sample_rate: int = SAMPLE_RATE) -> None:
     if (info.samplerate, info.channels, info.subtype) == (sample_rate, 1, "PCM_16"):
         return
     sox = require_tool("sox", "sox")
-    tmp = wav.with_name(f".{wav.stem}.sox.wav")
-    cmd = [sox, "-q", str(wav), "-r", str(sample_rate), "-c", "1", "-b", "16", str(tmp)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise RuntimeError(f"{wav}: sox conversion failed: {res.stderr.strip()}")
-    os.replace(tmp, wav)
+    with atomic_path(wav) as tmp:
+        cmd = [sox, "-q", str(wav), "-r", str(sample_rate), "-c", "1", "-b", "16", str(tmp)]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"{wav}: sox conversion failed: {res.stderr.strip()}")
 
 
 def synthesize(
@@ -189,22 +188,14 @@ def synthesize(
     """Speak ``text`` with flite into ``out_wav`` (atomic; 16 kHz mono 16-bit)."""
     flite = require_tool("flite", "flite")
     out_wav = Path(out_wav)
-    out_wav.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out_wav.stem}.", suffix=".wav", dir=out_wav.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     cmd = [flite, "-voice", voice, "--setf", f"duration_stretch={duration_stretch:.3f}"]
     if f0_mean is not None:
         cmd += ["--setf", f"int_f0_target_mean={f0_mean:.1f}"]
-    cmd += ["-t", text, "-o", str(tmp)]
-    try:
-        res = subprocess.run(cmd, capture_output=True, text=True)
+    with atomic_path(out_wav) as tmp:
+        res = subprocess.run(cmd + ["-t", text, "-o", str(tmp)], capture_output=True, text=True)
         if res.returncode != 0:
             raise RuntimeError(f"flite failed for {out_wav.name}: {res.stderr.strip()}")
         ensure_format(tmp, sample_rate)
-        os.replace(tmp, out_wav)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out_wav
 
 

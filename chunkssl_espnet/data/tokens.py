@@ -10,11 +10,12 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
-from chunkssl_espnet.data.datadir import atomic_write_text, read_scp_lines
+from chunkssl_espnet.data.datadir import atomic_path, atomic_write_text, read_scp_lines
 
 PathLike = Union[str, os.PathLike]
 logger = logging.getLogger(__name__)
@@ -88,8 +89,9 @@ def train_sentencepiece(
             raise ValueError(
                 f"SentencePiece training on {text_file} (vocab_size={vocab_size}) failed: {e}"
             ) from e
-        for ext in (".model", ".vocab"):
-            os.replace(f"{tmp_prefix}{ext}", f"{prefix}{ext}")
+        for ext in (".model", ".vocab"):  # SentencePiece names its outputs: move them in place
+            with atomic_path(f"{prefix}{ext}") as out:
+                shutil.move(f"{tmp_prefix}{ext}", out)
     logger.info("trained %s.model (%s, %d pieces)", prefix, model_type, vocab_size)
     return Path(f"{prefix}.model")
 

@@ -23,8 +23,7 @@ from chunkssl_espnet.chunk_mask import (
 from chunkssl_espnet.encoder.attention import RelativePositions
 from chunkssl_espnet.encoder.layers import ConformerLayer, StreamLayout
 from chunkssl_espnet.encoder.subsampling import LEFT_CONTEXT, Conv2dSubsampling4
-
-SUBSAMPLING = 4
+from chunkssl_espnet.frames import ENCODER_FRAME_MS, SUBSAMPLING
 
 ENCODER_PRESETS: Dict[str, Dict[str, int]] = {
     "tiny": dict(output_size=144, attention_heads=4, linear_units=1024, num_blocks=6,
@@ -134,7 +133,7 @@ class ChunkConformerEncoder(AbsEncoder):
         if xs_pad.shape[1] < SUBSAMPLING:
             raise ValueError(
                 f"encoder input has {xs_pad.shape[1]} frames; at least {SUBSAMPLING} fbank frames "
-                "(40 ms) are needed for one encoder frame"
+                f"({ENCODER_FRAME_MS} ms) are needed for one encoder frame"
             )
 
     def forward(
@@ -189,7 +188,7 @@ class ChunkConformerEncoder(AbsEncoder):
             out (B, L, D) after the final LayerNorm, and the per-layer outputs.
         """
         chunk = chunk_index(layout.pos, chunk_size)
-        vis = chunk_visibility(chunk, layout.stream, chunk, layout.stream, num_left_chunks)
+        vis = chunk_visibility(chunk, layout.copy_id, chunk, layout.copy_id, num_left_chunks)
         mask = additive_mask(vis, key_valid, torch.float32)
         rel = RelativePositions(layout.pos, layout.pos, self._output_size)
         hs = []

@@ -19,11 +19,11 @@ class StreamLayout:
 
     Attributes:
         pos: (L,) int64 original positions.
-        stream: (L,) int64, 0 for base frames, k + 1 for frames of copy k.
+        copy_id: (L,) int64, 0 for base frames, k + 1 for frames of copy k.
     """
 
     pos: torch.Tensor
-    stream: torch.Tensor
+    copy_id: torch.Tensor
     num_base: int
     copy_len: int = 0
     copy_start: Optional[torch.Tensor] = None  # (num_copies,) int64
@@ -31,7 +31,7 @@ class StreamLayout:
     @classmethod
     def plain(cls, num_frames: int, offset: int = 0, device=None) -> "StreamLayout":
         pos = torch.arange(offset, offset + num_frames, device=device)
-        return cls(pos=pos, stream=torch.zeros_like(pos), num_base=num_frames)
+        return cls(pos=pos, copy_id=torch.zeros_like(pos), num_base=num_frames)
 
     @property
     def num_copies(self) -> int:

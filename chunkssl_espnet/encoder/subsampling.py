@@ -15,7 +15,11 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-LEFT_CONTEXT = 4  # fbank frames a segment needs from the left to be sub-sampled exactly
+from chunkssl_espnet.frames import SUBSAMPLING
+
+# Fbank frames a segment needs from the left to be sub-sampled exactly: one encoder frame's worth
+# (3 would cover the receptive field; 4 keeps the stride grid aligned, and its output is dropped).
+LEFT_CONTEXT = SUBSAMPLING
 
 
 class Conv2dSubsampling4(torch.nn.Module):
@@ -76,8 +80,9 @@ class Conv2dSubsampling4(torch.nn.Module):
             (B, M * T // 4, D).
         """
         b, m, t, f = xs.shape
-        if t % 4:
-            raise ValueError(f"segments must be a multiple of 4 frames, got {t}")
+        if t % SUBSAMPLING:
+            raise ValueError(f"segments must be a multiple of {SUBSAMPLING} frames, got {t}")
         image = torch.cat([context, xs], dim=2).reshape(b, m * (LEFT_CONTEXT + t), f)
         y = self.forward(image)  # (B, M * (1 + T // 4), D)
-        return y.reshape(b, m, 1 + t // 4, -1)[:, :, 1:].reshape(b, m * (t // 4), -1)
+        n = t // SUBSAMPLING
+        return y.reshape(b, m, 1 + n, -1)[:, :, 1:].reshape(b, m * n, -1)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from chunkssl_espnet.data.datadir import DataDirError
+from chunkssl_espnet.frames import ENCODER_FRAME_MS
 from chunkssl_espnet.recipe.jobs import RecipeError
 
 logger = logging.getLogger("chunkssl_espnet.recipe")
@@ -234,28 +235,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the baseline side by side with the main training (CPU)")
     p.add_argument("--num_threads", type=int, help="CPU threads (OMP_NUM_THREADS)")
 
-    p = add("decode", _decode, "offline beam search decoding in nj parallel parts",
-            "ESPnet's <task>_inference")
-    p.add_argument("--task", default="asr", choices=["asr", "st"])
-    p.add_argument("--model_dirs", nargs="+", required=True, help="ESPnet experiment folders")
-    p.add_argument("--model_file", help="file in each model dir (default: the averaged model of "
-                   "the first best_model_criterion of its config.yaml)")
-    p.add_argument("--data_dirs", nargs="+", required=True, help="test sets")
+    def add_decode(name: str, run: Callable[[argparse.Namespace], object], help: str,
+                   passthrough: str) -> argparse.ArgumentParser:
+        """A decoding command, with the options the offline and streaming decodings share."""
+        p = add(name, run, help, passthrough)
+        p.add_argument("--task", default="asr", choices=["asr", "st"])
+        p.add_argument("--model_dirs", nargs="+", required=True, help="ESPnet experiment folders")
+        p.add_argument("--model_file", help="file in each model dir (default: the averaged model "
+                       "of the first best_model_criterion of its config.yaml)")
+        p.add_argument("--data_dirs", nargs="+", required=True, help="test sets")
+        p.add_argument("--nj", type=int, default=1, help="decoding processes at a time")
+        return p
+
+    p = add_decode("decode", _decode, "offline beam search decoding in nj parallel parts",
+                   "ESPnet's <task>_inference")
     p.add_argument("--chunk_sizes", type=int, nargs="+", default=[-1],
                    help="decode-time chunk sizes in encoder frames (-1: full context, default)")
-    p.add_argument("--nj", type=int, default=1, help="decoding processes at a time")
 
-    p = add("stream-decode", _stream_decode, "streaming decoding at several chunk sizes",
-            "chunkssl_espnet.bin.<task>_inference_streaming")
-    p.add_argument("--task", default="asr", choices=["asr", "st"])
-    p.add_argument("--model_dirs", nargs="+", required=True, help="ESPnet experiments")
-    p.add_argument("--model_file", help="file in each model dir (default: the averaged model of "
-                   "the first best_model_criterion of its config.yaml)")
+    p = add_decode("stream-decode", _stream_decode, "streaming decoding at several chunk sizes",
+                   "chunkssl_espnet.bin.<task>_inference_streaming")
     p.add_argument("--ref_name", help="ST: reference file in each data dir (BLEU, lagging)")
-    p.add_argument("--data_dirs", nargs="+", required=True, help="test sets")
     p.add_argument("--chunk_sizes", type=int, nargs="+", required=True,
-                   help="encoder frames of 40 ms")
-    p.add_argument("--nj", type=int, default=1, help="decoding processes at a time")
+                   help=f"encoder frames of {ENCODER_FRAME_MS} ms")
 
     p = add("score", _score, "score all decodings, write RESULTS.md, results.json and plots")
     p.add_argument("--exp_dir", required=True)

@@ -18,6 +18,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from chunkssl_espnet.data.datadir import (
     DataDirError,
+    atomic_path,
     audio_path,
     check_sample_rates,
     read_scp,
@@ -74,9 +75,8 @@ def _cut_recording(job: Job) -> int:
         lo, hi = round(start * rate), min(len(audio), round(end * rate))
         if hi <= lo:
             raise DataDirError(f"segment '{utt}' ({start}-{end} s) is empty in {path}")
-        tmp = f"{out}.tmp.flac"
-        soundfile.write(tmp, audio[lo:hi], rate, subtype="PCM_16", format="FLAC")
-        os.replace(tmp, out)
+        with atomic_path(out) as tmp:
+            soundfile.write(tmp, audio[lo:hi], rate, subtype="PCM_16", format="FLAC")
     return len(pieces)
 
 

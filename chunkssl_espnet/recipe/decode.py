@@ -35,9 +35,6 @@ from chunkssl_espnet.recipe.provenance import StageRecord, fresh_tmp_dir, replac
 PathLike = Union[str, os.PathLike]
 logger = logging.getLogger(__name__)
 
-#: One encoder frame after 4x sub-sampling of 10 ms fbank frames.
-FRAME_MS = 40
-
 
 def chunk_dir_name(chunk_size: int) -> str:
     """``chunk<C>``: the folder of the results at chunk size ``C`` (encoder frames)."""

@@ -11,6 +11,9 @@ import os
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+from chunkssl_espnet.data.datadir import atomic_path
+from chunkssl_espnet.frames import ENCODER_FRAME_MS
+
 PathLike = Union[str, os.PathLike]
 logger = logging.getLogger(__name__)
 
@@ -99,7 +102,7 @@ def plot_error_vs_chunk(
     out_png: PathLike,
     metric: str = "WER (%)",
     title: str = "",
-    frame_ms: int = 40,
+    frame_ms: int = ENCODER_FRAME_MS,
 ) -> Path:
     """Error rate against chunk size (ms, log scale), one line per model; offline as a dotted line.
 
@@ -131,13 +134,12 @@ def plot_error_vs_chunk(
 
 
 def _save(fig, out_png: PathLike) -> Path:
-    """Save atomically (temporary file, then rename)."""
+    """Save atomically (see ``atomic_path``) and close the figure."""
     import matplotlib.pyplot as plt
 
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_png.with_name(f".{out_png.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, out_png)
-    return out_png
+    try:
+        with atomic_path(out_png) as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
+    return Path(out_png)

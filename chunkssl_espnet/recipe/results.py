@@ -19,7 +19,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from chunkssl_espnet.data.datadir import atomic_write_text, read_scp
 from chunkssl_espnet.data.scoring import score_bleu, score_wer
-from chunkssl_espnet.recipe.decode import FRAME_MS, offline_dir, streaming_root
+from chunkssl_espnet.frames import ENCODER_FRAME_MS as FRAME_MS
+from chunkssl_espnet.recipe.decode import offline_dir, streaming_root
 from chunkssl_espnet.recipe.jobs import RecipeError
 from chunkssl_espnet.recipe.plots import plot_error_vs_chunk, plot_loss_curves
 from chunkssl_espnet.recipe.provenance import versions

@@ -11,7 +11,8 @@ from typing import Any, Dict, Iterable, Optional, Sequence, Tuple, Union
 import torch
 from tqdm import tqdm
 
-from chunkssl_espnet.features import NUM_MEL_BINS, STACK_FACTOR
+from chunkssl_espnet.features import NUM_MEL_BINS
+from chunkssl_espnet.frames import SUBSAMPLING
 from chunkssl_espnet.fsq import DEFAULT_LEVELS
 from chunkssl_espnet.tokenizer.base import FSQTokenizer
 
@@ -42,7 +43,7 @@ class TrainedFSQTokenizer(FSQTokenizer):
         self,
         levels: Union[str, Sequence[int]] = DEFAULT_LEVELS,
         input_dim: int = NUM_MEL_BINS,
-        stack: int = STACK_FACTOR,
+        stack: int = SUBSAMPLING,
         hidden: int = 256,
         seed: int = 0,
     ) -> None:

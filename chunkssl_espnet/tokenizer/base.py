@@ -6,7 +6,6 @@ frozen (``requires_grad`` False) and always compute in fp32.
 """
 
 import json
-import os
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
@@ -14,7 +13,9 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from chunkssl_espnet.features import NUM_MEL_BINS, STACK_FACTOR, save_mvn_stats, stack_frames
+from chunkssl_espnet.data.datadir import atomic_path, atomic_write_text
+from chunkssl_espnet.features import NUM_MEL_BINS, save_mvn_stats, stack_frames
+from chunkssl_espnet.frames import SUBSAMPLING
 from chunkssl_espnet.fsq import DEFAULT_LEVELS, FSQ, resolve_levels
 
 CONFIG_FILE = "config.json"
@@ -41,7 +42,7 @@ class FSQTokenizer(torch.nn.Module, ABC):
         self,
         levels: Union[str, Sequence[int]] = DEFAULT_LEVELS,
         input_dim: int = NUM_MEL_BINS,
-        stack: int = STACK_FACTOR,
+        stack: int = SUBSAMPLING,
     ) -> None:
         super().__init__()
         self.levels = resolve_levels(levels)
@@ -161,7 +162,7 @@ class FSQTokenizer(torch.nn.Module, ABC):
     # ----------------------------------------------------------------------------------------
     def save(self, directory: Union[str, Path]) -> None:
         """Write ``config.json`` and ``model.pt`` (and ``feats_stats.npz`` when MVN is known)
-        into ``directory``; each file is written to a temporary name and renamed."""
+        into ``directory``, each atomically (``atomic_path``), ``config.json`` last."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         config = {
@@ -172,20 +173,8 @@ class FSQTokenizer(torch.nn.Module, ABC):
             "mvn_source": self.mvn_source,
         }
         if self.mvn_stats is not None:
-            tmp = directory / (MVN_FILE + ".tmp.npz")
-            save_mvn_stats(self.mvn_stats, tmp)
-            os.replace(tmp, directory / MVN_FILE)
-        tmp = directory / (WEIGHTS_FILE + ".tmp")
+            save_mvn_stats(self.mvn_stats, directory / MVN_FILE)
         state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
-        torch.save(state, tmp)
-        os.replace(tmp, directory / WEIGHTS_FILE)
-        tmp = directory / (CONFIG_FILE + ".tmp")
-        tmp.write_text(json.dumps(config, indent=2) + "\n")
-        os.replace(tmp, directory / CONFIG_FILE)
-
-    @classmethod
-    def load(cls, directory: Union[str, Path]) -> "FSQTokenizer":
-        """Rebuild a saved tokenizer of any kind (see ``load_tokenizer``)."""
-        from chunkssl_espnet.tokenizer.registry import load_tokenizer
-
-        return load_tokenizer(directory)
+        with atomic_path(directory / WEIGHTS_FILE) as tmp:
+            torch.save(state, tmp)
+        atomic_write_text(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")

@@ -15,7 +15,8 @@ from typing import Any, Dict, Iterable, Sequence, Tuple, Union
 
 import torch
 
-from chunkssl_espnet.features import NUM_MEL_BINS, STACK_FACTOR
+from chunkssl_espnet.features import NUM_MEL_BINS
+from chunkssl_espnet.frames import SUBSAMPLING
 from chunkssl_espnet.fsq import DEFAULT_LEVELS
 from chunkssl_espnet.tokenizer.base import FSQTokenizer
 
@@ -40,7 +41,7 @@ class RandomFSQTokenizer(FSQTokenizer):
         self,
         levels: Union[str, Sequence[int]] = DEFAULT_LEVELS,
         input_dim: int = NUM_MEL_BINS,
-        stack: int = STACK_FACTOR,
+        stack: int = SUBSAMPLING,
         seed: int = 0,
         scale: float = 1.15,
         whiten: bool = False,
