@@ -98,7 +98,7 @@ def _mini_asr(a: argparse.Namespace) -> object:
 
     dirs = generate_mini_asr(a.audio_dir, a.data_dir, a.n_labelled, a.n_pool, a.n_valid,
                              a.n_test, a.vocab_size, a.train_voices, a.valid_unseen_voice,
-                             a.test_unseen_voice, a.seed, a.nj)
+                             a.test_unseen_voice, a.seed, a.nj, a.perturb)
     return {k: str(v) for k, v in dirs.items()}
 
 
@@ -187,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-voices", nargs="+", default=["slt", "awb", "kal16"])
     p.add_argument("--valid-unseen-voice", default="ked")
     p.add_argument("--test-unseen-voice", default="rms")
+    p.add_argument("--perturb", default="all", choices=["all", "pool", "none"],
+                   help="which training-voice renditions get a sox speed and pitch perturbation")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nj", type=int, default=2)
     return parser

@@ -128,11 +128,14 @@ def closed_vocabulary_sentences(
 
 def _rendition(rng: random.Random, utt_id: str, voice: str, text: str, perturbed: bool
                ) -> Rendition:
+    """A rendition with random prosody and, when ``perturbed``, a random sox perturbation (the
+    random draws are the same either way, so a switch changes no other utterance)."""
     stretch = round(rng.uniform(*DURATION_STRETCH), 3)
     f0 = round(rng.uniform(*F0_MEAN), 1) if voice not in FESTIVAL_VOICES else 0.0
-    speed = rng.choice(SPEEDS) if perturbed else 1.0
-    pitch = round(rng.uniform(*PITCH_CENTS)) if perturbed else 0.0
-    return Rendition(utt_id, voice, text.capitalize(), stretch, f0, speed, float(pitch))
+    speed, pitch = rng.choice(SPEEDS), float(round(rng.uniform(*PITCH_CENTS)))
+    if not perturbed:
+        speed, pitch = 1.0, 0.0
+    return Rendition(utt_id, voice, text.capitalize(), stretch, f0, speed, pitch)
 
 
 def plan_corpus(
@@ -142,13 +145,20 @@ def plan_corpus(
     valid_unseen_voice: str = "ked",
     test_unseen_voice: str = "rms",
     seed: int = 0,
+    perturb: str = "all",
 ) -> Dict[str, List[Tuple[Rendition, str]]]:
     """Who says what in each split: ``{split: [(rendition, transcript)]}``, deterministic.
 
     The pool holds the ``train`` renditions first, then ``n_pool - len(train)`` more renditions
     cycling over the labelled and pool-only sentences (shuffled), each by a random training
     voice with its own prosody and perturbation.
+
+    ``perturb``: which renditions of the training voices get a sox perturbation: ``all``,
+    ``pool`` (only the pool's extra renditions: the labelled set and the seen evaluation sets
+    keep the voices' own timbre, the unlabelled pool holds the variety) or ``none``.
     """
+    if perturb not in ("all", "pool", "none"):
+        raise ValueError(f"perturb must be all, pool or none, got {perturb!r}")
     held = {valid_unseen_voice, test_unseen_voice}
     if held & set(train_voices) or valid_unseen_voice == test_unseen_voice:
         raise ValueError(f"the held-out voices {sorted(held)} must differ from each other and "
@@ -159,10 +169,12 @@ def plan_corpus(
     plan: Dict[str, List[Tuple[Rendition, str]]] = {k: [] for k in SPLITS}
 
     def seen(tag: str, texts: Sequence[str]) -> List[Tuple[Rendition, str]]:
+        perturbed = perturb == "all" or (perturb == "pool" and tag == "p")
         out = []
         for i, text in enumerate(texts):
             voice = rng.choice(list(train_voices))
-            out.append((_rendition(rng, f"{voice}-{tag}{i:05d}", voice, text, True), text))
+            out.append((_rendition(rng, f"{voice}-{tag}{i:05d}", voice, text, perturbed),
+                        text))
         return out
 
     plan["train"] = seen("l", s.labelled)
@@ -200,6 +212,7 @@ def generate_mini_asr(
     test_unseen_voice: str = "rms",
     seed: int = 0,
     n_jobs: int = 2,
+    perturb: str = "all",
     fortune_dir: PathLike = FORTUNE_DIR,
     dict_path: PathLike = FREEDICT_DICT,
 ) -> Dict[str, Path]:
@@ -208,7 +221,8 @@ def generate_mini_asr(
     freedict = [en for en, _ in load_freedict_pairs(dict_path)]
     texts = [librispeech_style(x) for x in fortunes + freedict]
     s = closed_vocabulary_sentences(texts, vocab_size, n_labelled, n_valid, n_test, seed)
-    plan = plan_corpus(s, n_pool, train_voices, valid_unseen_voice, test_unseen_voice, seed)
+    plan = plan_corpus(s, n_pool, train_voices, valid_unseen_voice, test_unseen_voice, seed,
+                       perturb)
     renditions = list({r.utt_id: r for items in plan.values() for r, _ in items}.values())
     n_new = render_all(renditions, audio_dir, n_jobs)
     logger.info("mini_asr: %d utterances planned, %d synthesised", len(renditions), n_new)
@@ -217,7 +231,8 @@ def generate_mini_asr(
                                "vocab_size_asked": vocab_size, "seed": seed,
                                "train_voices": list(train_voices),
                                "valid_unseen_voice": valid_unseen_voice,
-                               "test_unseen_voice": test_unseen_voice, "splits": {}}
+                               "test_unseen_voice": test_unseen_voice, "perturb": perturb,
+                               "splits": {}}
     for split, items in plan.items():
         d = write_data_dir(
             Path(data_dir) / split,
