@@ -379,3 +379,34 @@ def test_train_side_by_side_skips_done(tmp_path: Path, monkeypatch: pytest.Monke
     missing = TrainJob("asr", tmp_path / "exp" / "x", ["--init_param", "nowhere.pth:a:b"])
     with pytest.raises(RecipeError, match="nowhere.pth does not exist"):
         train([missing])
+
+
+def test_fine_tuning_normalises_with_the_pretraining_statistics(tmp_path, monkeypatch):
+    """An encoder pre-trained in another recipe (another working directory) is fine-tuned on
+    features normalised with its own statistics, found through its config.yaml, not with the
+    statistics file of the same relative name in the fine-tuning recipe."""
+    from chunkssl_espnet.recipe.train import espnet_train_args, pretraining_stats
+
+    for name in ("ssl1", "asr1"):
+        (tmp_path / name / "exp/stats/train").mkdir(parents=True)
+        (tmp_path / name / "exp/stats/train/feats_stats.npz").write_text(name)
+    (tmp_path / "ssl1/exp/ssl").mkdir()
+    (tmp_path / "ssl1/exp/ssl/config.yaml").write_text(
+        "output_dir: exp/ssl\nnormalize: global_mvn\n"
+        "normalize_conf:\n  stats_file: exp/stats/train/feats_stats.npz\n")
+    monkeypatch.chdir(tmp_path / "asr1")
+    ssl = "../ssl1/exp/ssl/valid.loss.ave.pth"
+    found = pretraining_stats(ssl)
+    assert found is not None and found.read_text() == "ssl1"
+    args = espnet_train_args("asr", "c.yaml", "data/train", "data/dev", "exp/stats", "exp/asr",
+                             token_list="t.txt", bpemodel="b.model",
+                             init_param=[f"{ssl}:encoder:encoder"])
+    assert args[args.index("--normalize_conf") + 1] == f"stats_file={found}"
+    # without pre-training, the recipe's own statistics (relative, as written)
+    args = espnet_train_args("asr", "c.yaml", "data/train", "data/dev", "exp/stats", "exp/asr",
+                             token_list="t.txt", bpemodel="b.model")
+    assert args[args.index("--normalize_conf") + 1] == "stats_file=exp/stats/train/feats_stats.npz"
+    # a pre-training in the same recipe keeps a relative path (ESPnet's pack matches it)
+    monkeypatch.chdir(tmp_path / "ssl1")
+    same = pretraining_stats("exp/ssl/valid.loss.ave.pth")
+    assert same == Path("exp/stats/train/feats_stats.npz")

@@ -28,8 +28,10 @@ Data directories under ``data_dir``:
 * ``valid_unseen`` / ``test_unseen``: the same sentences, each by its held-out voice (prosody
   varied, no sox perturbation).
 
-``corpus_info.json`` records sizes, hours, vocabulary and the OOV rates of every set against the
-labelled transcripts.
+``lm_text/text``: the text-only corpus of the language model, every selected sentence except the
+evaluation ones (the labelled and the pool-only sentences), as LibriSpeech ships an LM corpus
+beside its audio. ``corpus_info.json`` records sizes, hours, vocabulary and the OOV rates of every
+set against the labelled transcripts.
 """
 
 from __future__ import annotations
@@ -128,13 +130,14 @@ def closed_vocabulary_sentences(
 
 def _rendition(rng: random.Random, utt_id: str, voice: str, text: str, perturbed: bool
                ) -> Rendition:
-    """A rendition with random prosody and, when ``perturbed``, a random sox perturbation (the
-    random draws are the same either way, so a switch changes no other utterance)."""
+    """A rendition of ``voice``: perturbed, a virtual speaker (random duration stretch, mean f0
+    and sox speed and pitch); else the voice itself (its own f0, a tempo within 5%). The random
+    draws are the same either way, so the switch changes no other utterance."""
     stretch = round(rng.uniform(*DURATION_STRETCH), 3)
     f0 = round(rng.uniform(*F0_MEAN), 1) if voice not in FESTIVAL_VOICES else 0.0
     speed, pitch = rng.choice(SPEEDS), float(round(rng.uniform(*PITCH_CENTS)))
     if not perturbed:
-        speed, pitch = 1.0, 0.0
+        stretch, f0, speed, pitch = round(1 + (stretch - 1) / 3, 3), 0.0, 1.0, 0.0
     return Rendition(utt_id, voice, text.capitalize(), stretch, f0, speed, pitch)
 
 
@@ -250,5 +253,9 @@ def generate_mini_asr(
             "oov_rate": round(oov_rate([t for _, t in items], s.vocabulary), 4),
         }
         out[split] = d
+    lm_text = s.labelled + s.pool_only
+    atomic_write_text(Path(data_dir) / "lm_text" / "text",
+                      "".join(f"lm-{i:05d} {t}\n" for i, t in enumerate(lm_text)))
+    info["lm_text"] = {"sentences": len(lm_text), "words": sum(len(t.split()) for t in lm_text)}
     atomic_write_text(Path(data_dir) / "corpus_info.json", json.dumps(info, indent=1) + "\n")
     return out

@@ -50,6 +50,40 @@ def final_model_name(task: str, config: Optional[PathLike]) -> str:
     return FINAL_MODEL[task]
 
 
+def pretraining_stats(model_file: PathLike) -> Optional[Path]:
+    """The MVN statistics file a trained model normalised its features with: its experiment's
+    ``config.yaml`` (next to ``model_file``) ``normalize_conf.stats_file``; None when the model
+    has no such config or no global MVN.
+
+    Raises:
+        RecipeError: the config names a statistics file that does not exist.
+    """
+    import yaml
+
+    config = Path(model_file).parent / "config.yaml"
+    if not config.is_file():
+        return None
+    with open(config, encoding="utf-8") as f:
+        conf = yaml.safe_load(f) or {}
+    stats = (conf.get("normalize_conf") or {}).get("stats_file")
+    if conf.get("normalize") != "global_mvn" or not stats:
+        return None
+    stats = Path(stats)
+    out = Path(conf.get("output_dir") or "")
+    model_dir = Path(model_file).resolve().parent
+    if not stats.is_absolute() and not out.is_absolute() and out.parts and \
+            model_dir.parts[-len(out.parts):] == out.parts:
+        # relative to where that training ran (its output_dir is relative to the same place)
+        stats = Path(*model_dir.parts[: -len(out.parts)]) / stats
+    if not stats.is_file():
+        raise RecipeError(f"{config}: normalize_conf.stats_file {stats} does not exist; the "
+                          "fine-tuned encoder needs the statistics it was pre-trained with")
+    try:  # relative where it can be, as the recipes write paths (ESPnet's pack matches them)
+        return stats.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return stats
+
+
 def espnet_train_args(
     task: str,
     config: PathLike,
@@ -82,10 +116,13 @@ def espnet_train_args(
     if task not in TASKS:
         raise RecipeError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
     train_dir, valid_dir, stats_dir = Path(train_dir), Path(valid_dir), Path(stats_dir)
+    stats_file = stats_dir / "train" / "feats_stats.npz"
+    for spec in init_param:
+        stats_file = pretraining_stats(spec.split(":")[0]) or stats_file
     args = [
         "--config", str(config),
         "--output_dir", str(output_dir),
-        "--normalize_conf", f"stats_file={stats_dir / 'train' / 'feats_stats.npz'}",
+        "--normalize_conf", f"stats_file={stats_file}",
         "--train_shape_file", str(stats_dir / "train" / "speech_shape"),
         "--valid_shape_file", str(stats_dir / "valid" / "speech_shape"),
         "--resume", "true",
