@@ -410,3 +410,13 @@ def test_fine_tuning_normalises_with_the_pretraining_statistics(tmp_path, monkey
     monkeypatch.chdir(tmp_path / "ssl1")
     same = pretraining_stats("exp/ssl/valid.loss.ave.pth")
     assert same == Path("exp/stats/train/feats_stats.npz")
+    # unpacked by ESPnet's unpack into pretrained/: paths relative to where it was unpacked
+    (tmp_path / "asr1/pretrained/exp/ssl").mkdir(parents=True)
+    (tmp_path / "asr1/pretrained/exp/stats/train").mkdir(parents=True)
+    (tmp_path / "asr1/pretrained/exp/stats/train/feats_stats.npz").write_text("packed")
+    (tmp_path / "asr1/pretrained/exp/ssl/config.yaml").write_text(
+        "output_dir: exp/ssl\nnormalize: global_mvn\n"
+        "normalize_conf:\n  stats_file: pretrained/exp/stats/train/feats_stats.npz\n")
+    monkeypatch.chdir(tmp_path / "asr1")
+    unpacked = pretraining_stats("pretrained/exp/ssl/valid.loss.ave.pth")
+    assert unpacked == Path("pretrained/exp/stats/train/feats_stats.npz")

@@ -25,7 +25,7 @@ from typing import Dict, List, Sequence, Tuple, Union
 
 from tqdm import tqdm
 
-from chunkssl_espnet.data.datadir import atomic_write_text, read_scp
+from chunkssl_espnet.data.datadir import atomic_path, atomic_write_text, read_scp
 from chunkssl_espnet.data.mini_flite import (
     SAMPLE_RATE,
     available_voices,
@@ -84,19 +84,17 @@ def perturb(wav: Path, speed: float, pitch: float) -> None:
     if speed == 1.0 and pitch == 0.0:
         return
     sox = require_tool("sox", "sox")
-    tmp = wav.with_name(f".{wav.stem}.perturbed.wav")
     effects = []
     if pitch != 0.0:
         effects += ["pitch", f"{pitch:.0f}"]
     if speed != 1.0:
         effects += ["speed", f"{speed:.3f}"]
-    cmd = [sox, "-q", str(wav), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(tmp),
-           *effects, "rate", str(SAMPLE_RATE)]
-    res = subprocess.run(cmd, capture_output=True, text=True)
-    if res.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        raise RuntimeError(f"{wav}: sox {' '.join(effects)} failed: {res.stderr.strip()}")
-    os.replace(tmp, wav)
+    with atomic_path(wav) as tmp:
+        cmd = [sox, "-q", str(wav), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(tmp),
+               *effects, "rate", str(SAMPLE_RATE)]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"{wav}: sox {' '.join(effects)} failed: {res.stderr.strip()}")
 
 
 def _scheme_string(text: str) -> str:
@@ -144,14 +142,9 @@ def _festival_batch(jobs: Sequence[Tuple[Rendition, str]]) -> List[Tuple[str, st
 def _flite_one(job: Tuple[Rendition, str]) -> List[Tuple[str, str]]:
     r, wav = job
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{r.utt_id}.", suffix=".wav", dir=Path(wav).parent)
-        os.close(fd)
-        try:
+        with atomic_path(wav) as tmp:
             synthesize(r.spoken, r.voice, tmp, r.stretch, r.f0 or None)
-            perturb(Path(tmp), r.speed, r.pitch)
-            os.replace(tmp, wav)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+            perturb(tmp, r.speed, r.pitch)
         return [(r.utt_id, "")]
     except Exception as e:  # reported with the utterance id by the caller
         return [(r.utt_id, str(e))]

@@ -69,15 +69,19 @@ def pretraining_stats(model_file: PathLike) -> Optional[Path]:
     if conf.get("normalize") != "global_mvn" or not stats:
         return None
     stats = Path(stats)
+    candidates = [stats]  # absolute, or relative to here (ESPnet's unpack writes such paths)
     out = Path(conf.get("output_dir") or "")
     model_dir = Path(model_file).resolve().parent
     if not stats.is_absolute() and not out.is_absolute() and out.parts and \
             model_dir.parts[-len(out.parts):] == out.parts:
         # relative to where that training ran (its output_dir is relative to the same place)
-        stats = Path(*model_dir.parts[: -len(out.parts)]) / stats
-    if not stats.is_file():
-        raise RecipeError(f"{config}: normalize_conf.stats_file {stats} does not exist; the "
-                          "fine-tuned encoder needs the statistics it was pre-trained with")
+        candidates.insert(0, Path(*model_dir.parts[: -len(out.parts)]) / stats)
+    found = [c for c in candidates if c.is_file()]
+    if not found:
+        raise RecipeError(f"{config}: normalize_conf.stats_file {stats} does not exist (looked "
+                          f"for {', '.join(map(str, candidates))}); the fine-tuned encoder needs "
+                          "the statistics it was pre-trained with")
+    stats = found[0]
     try:  # relative where it can be, as the recipes write paths (ESPnet's pack matches them)
         return stats.resolve().relative_to(Path.cwd().resolve())
     except ValueError:
