@@ -10,7 +10,7 @@ main: venv
 
 test: venv
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 lint: venv
 	$(PY) -m ruff check .

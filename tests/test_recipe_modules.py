@@ -221,6 +221,8 @@ def test_score_recipe_tables_and_plots(tmp_path: Path) -> None:
     assert "| model | offline | 160 ms | 320 ms | 640 ms |" in text
     assert "| pre-trained | 0.00 | 50.00 | 16.67 | 33.33 |" in text
     assert "| scratch | 33.33 | - | - | - |" in text
+    # the paired bootstrap: the baseline errs on both utterances, ft on none, in every resample
+    assert "| relative change [95% CI] | -100.0% [-100.0, -100.0] | - | - | - |" in text
     assert "1280 ms" not in text
     assert "| chunk (ms) | WER (%) | algorithmic_latency_ms | rtf | p90_chunk_latency_ms | " \
         "extra.x |" in text
@@ -228,6 +230,8 @@ def test_score_recipe_tables_and_plots(tmp_path: Path) -> None:
         assert (exp / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     results = json.loads((exp / "results.json").read_text())
     assert results["scores"]["test"]["ft"]["streaming"]["8"]["score"] == pytest.approx(100 / 6)
+    gain = results["scores"]["test"]["ft"]["offline"]["gain_vs_next"]
+    assert gain["wer_b"] == pytest.approx(100 / 3) and gain["excludes_zero"]
 
     template = tmp_path / "T.md"
     template.write_text("# Template\n\nintro\n\n<!-- results -->\n\nend\n")
@@ -236,6 +240,34 @@ def test_score_recipe_tables_and_plots(tmp_path: Path) -> None:
     assert out.read_text().startswith("# Template\n\nintro\n\n## test (2 utterances): WER (%)")
     with pytest.raises(RecipeError, match="no complete decoding"):
         score_recipe(exp, tmp_path / "data", ["test"], [("nothing", "x")])
+
+
+def test_study_report_sweeps(tmp_path: Path) -> None:
+    """A single-model sweep and a paired (SSL | scratch) sweep: WERs, the bootstrap cell, the
+    trend sentence, the figures and the numbers file."""
+    from chunkssl_espnet.recipe.study import parse_sweep, study_report
+
+    data = tmp_path / "data" / "test"
+    data.mkdir(parents=True)
+    (data / "text").write_text("u1 A B C D\nu2 E F\n")
+    exp = tmp_path / "exp"
+    for name, hyp in (("a", "u1 A B C D\nu2 E F\n"), ("b", "u1 A B C\nu2 E X\n"),
+                      ("c", "u1 A\nu2 E\n")):
+        fake_decoding(offline_dir(exp / name, "test"), hyp)
+    sweeps = [parse_sweep("levels:1k=c,2M=a"), parse_sweep("labelled:10=a|b,20=b|c")]
+    md = study_report(exp, tmp_path / "data", ["test"], sweeps, tmp_path / "S.md", title="t")
+    text = md.read_text()
+    assert "| value | offline |\n|---|---|\n| 1k | 66.67 |\n| 2M | 0.00 |" in text
+    assert "the lowest WER is at levels = 2M (0.0%), the highest at 1k (66.7%)" in text
+    assert "| 10 | 0.00 | 33.33 | -100.0% [-100.0, -100.0] |" in text  # a against b
+    assert "| 20 | 33.33 | 66.67 | -50.0% [" in text
+    for png in ("levels_test.png", "labelled_test.png"):
+        assert (tmp_path / "plots_study" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    numbers = json.loads((tmp_path / "S.json").read_text())
+    assert numbers["labelled"]["test"][1]["offline scratch"] == pytest.approx(200 / 3)
+    for bad in ("nocolon", "x:1k", "x:1k=a|b|c"):
+        with pytest.raises(RecipeError):
+            parse_sweep(bad)
 
 
 def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv in the repo and install chunkssl_espnet with its pinned dependencies, plus the Debian
-# packages the recipes and tests use (flite, sox, fortunes, freedict, pocketsphinx-testdata).
+# packages the recipes and tests use (flite, sox, festival and its ked voice, fortunes, freedict,
+# pocketsphinx-testdata).
 # Idempotent: does nothing when the stamp matches setup.cfg and the constraints.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,7 +9,7 @@ venv=.venv
 stamp=${venv}/.chunkssl_stamp
 want=$(cat setup.cfg requirements/constraints.txt tools/setup_venv.sh | sha1sum | cut -d' ' -f1)
 
-apt_pkgs="flite sox fortunes fortunes-min dict-freedict-eng-deu pocketsphinx-testdata"
+apt_pkgs="flite sox festival festvox-kdlpc16k fortunes fortunes-min dict-freedict-eng-deu pocketsphinx-testdata"
 missing=""
 for p in ${apt_pkgs}; do
     dpkg -s "${p}" >/dev/null 2>&1 || missing="${missing} ${p}"

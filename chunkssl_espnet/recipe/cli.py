@@ -5,7 +5,7 @@ Each sub-command maps its options onto one function of this package; arguments a
 one ``error: ...`` message (what failed, which file, where the log is) and exit 1.
 
 Commands: check-data, dump, combine, holdout, stats, step, train, decode, stream-decode,
-score.
+score, study-report.
 """
 
 from __future__ import annotations
@@ -154,6 +154,15 @@ def _score(a: argparse.Namespace) -> object:
     return out.read_text(encoding="utf-8") + f"\n(written to {out})"
 
 
+def _study_report(a: argparse.Namespace) -> object:
+    from chunkssl_espnet.recipe.study import parse_sweep, study_report
+
+    intro = Path(a.intro).read_text(encoding="utf-8") if a.intro else ""
+    out = study_report(a.exp_dir, a.data_root, a.test_sets, [parse_sweep(s) for s in a.sweeps],
+                       a.out, title=a.title, intro=intro)
+    return out.read_text(encoding="utf-8") + f"\n(written to {out})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m chunkssl_espnet.recipe", description=__doc__,
@@ -272,6 +281,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--template", help="markdown with a '<!-- results -->' line to fill")
     p.add_argument("--out", help="default <exp_dir>/RESULTS.md")
     p.add_argument("--title", default="Results")
+
+    p = add("study-report", _study_report, "tables and figures of sweeps of decoded models")
+    p.add_argument("--exp_dir", required=True)
+    p.add_argument("--data_root", required=True, help="holds <test set>/text")
+    p.add_argument("--test_sets", nargs="+", required=True)
+    p.add_argument("--sweeps", nargs="+", required=True,
+                   help="NAME:VALUE=DIR[|BASELINE_DIR],... (folders under exp_dir)")
+    p.add_argument("--out", required=True, help="the markdown file")
+    p.add_argument("--title", default="Study")
+    p.add_argument("--intro", help="a markdown file put under the title")
     return parser
 
 
@@ -282,7 +301,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(ours)
     args.extra = extra
     args.argv = [sys.executable, "-m", "chunkssl_espnet.recipe", *argv]
-    if extra and args.command in ("check-data", "dump", "combine", "holdout", "score"):
+    if extra and args.command in ("check-data", "dump", "combine", "holdout", "score",
+                                  "study-report"):
         print(f"error: {args.command} takes no arguments after '--': {shlex.join(extra)}",
               file=sys.stderr)
         return 2

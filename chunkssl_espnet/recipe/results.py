@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+from chunkssl_espnet.data.bootstrap import bootstrap_files, format_gain
 from chunkssl_espnet.data.datadir import atomic_write_text, read_scp
 from chunkssl_espnet.data.scoring import score_bleu, score_wer
 from chunkssl_espnet.frames import ENCODER_FRAME_MS as FRAME_MS
@@ -52,9 +53,34 @@ def score_file(ref: PathLike, hyp: PathLike, metric: str) -> Dict[str, object]:
     """Score one hypothesis file; the result has ``score`` (the metric) plus the details."""
     if metric == "bleu":
         res = score_bleu(ref, hyp)
-        return {"score": res["bleu"], **res}
+        return {"score": res["bleu"], **res, "ref": str(ref), "hyp": str(hyp)}
     res = score_wer(ref, hyp, unit="char" if metric == "cer" else "word")
-    return {"score": res["wer"], **res}
+    return {"score": res["wer"], **res, "ref": str(ref), "hyp": str(hyp)}
+
+
+def gain_row(
+    per_model: Mapping[str, Mapping[str, object]], kind: str, chunks: Sequence[int]
+) -> Optional[Dict[str, object]]:
+    """The relative WER change of the first model against the second, per column, with the
+    paired bootstrap's 95% interval (utterances resampled, :mod:`chunkssl_espnet.data.bootstrap`);
+    None with fewer than two models. A column either model lacks stays empty."""
+    if len(per_model) < 2:
+        return None
+    a, b = list(per_model.values())[:2]
+    pairs = {"offline": (a.get("offline"), b.get("offline"))}
+    for c in chunks:
+        pairs[f"{c * FRAME_MS} ms"] = (a[kind].get(c), b[kind].get(c))  # type: ignore[union-attr]
+    row: Dict[str, object] = {}
+    for col, (ra, rb) in pairs.items():
+        if ra is None or rb is None:
+            continue
+        try:
+            g = bootstrap_files(ra["ref"], ra["hyp"], rb["hyp"])
+        except ValueError:  # the baseline makes no error: no gain to measure
+            continue
+        row[col] = format_gain(g)
+        ra["gain_vs_next"] = g.as_dict()
+    return row
 
 
 def score_model(
@@ -129,7 +155,7 @@ def _flat_numbers(summary: Mapping[str, object]) -> Dict[str, float]:
 
 def _error_table(
     per_model: Mapping[str, Mapping[str, object]], labels: Mapping[str, str], name: str,
-    heading: str,
+    heading: str, gain: bool = False,
 ) -> str:
     """One row per model: offline, then each chunk size (streaming, or else chunk-masked)."""
     chunks = sorted({c for s in per_model.values() for kind in ("chunked", "streaming")
@@ -148,8 +174,15 @@ def _error_table(
                 row[f"{c * FRAME_MS} ms"] = res["score"]
         rows.append(row)
     what = "streaming, chunk by chunk" if streaming else "chunk-masked encoder"
+    note = ""
+    extra = gain_row(per_model, kind, chunks) if gain else None
+    if extra:
+        first, second = (labels[m] for m in list(per_model)[:2])
+        rows.append({"model": "relative change [95% CI]", **extra})
+        note = (f" Last row: WER of {first} relative to {second} (negative: {first} is better),"
+                " with the 95% interval of a paired bootstrap over utterances (2000 resamples).")
     return (f"{heading}: {name}\n\nColumns after `offline`: {what}, at the chunk size given "
-            f"(algorithmic latency).\n\n" + markdown_table(rows, cols))
+            f"(algorithmic latency).{note}\n\n" + markdown_table(rows, cols))
 
 
 def results_markdown(
@@ -166,7 +199,8 @@ def results_markdown(
     parts = []
     for test_set, per_model in scores.items():
         parts.append(_error_table(per_model, labels, name,
-                                  f"## {test_set} ({set_info.get(test_set, '')})"))
+                                  f"## {test_set} ({set_info.get(test_set, '')})",
+                                  gain=metric == "wer"))
         for extra, extra_scores_ in (extra_scores or {}).items():
             parts.append(_error_table(extra_scores_[test_set], labels, METRICS[extra],
                                       f"### {test_set}"))

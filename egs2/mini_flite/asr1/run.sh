@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Mini ASR recipe (CPU, about half an hour): Chunk SSL pre-training on a flite-synthesised English
-# corpus, fine-tuning to hybrid CTC/attention ASR, a from-scratch baseline, offline and streaming
-# decoding at several chunk sizes, scoring, results table and plots. Stages 1-2 are this corpus's;
-# stages 3-10 are the shared ones of ../../TEMPLATE/stages.sh. All logic is in the package: each
-# stage is one `python -m chunkssl_espnet.<module>` call.
+# Mini ASR recipe (CPU, about half an hour): does Chunk SSL pre-training help where labels are
+# scarce? A synthesised English corpus with a closed vocabulary (chunkssl_espnet/data/mini_asr.py):
+# 600 labelled utterances (0.36 h) and an unlabelled pool of 3000 (1.8 h: the labelled ones and
+# more renditions by perturbed training voices); Chunk SSL pre-training on the pool, fine-tuning to
+# hybrid CTC/attention ASR on the labelled set, the same model from scratch as the baseline,
+# offline and streaming decoding of a seen-voice and an unseen-voice test set (300 utterances
+# each), scoring with the relative gain and its bootstrap interval, plots. Stages 1-2 are this
+# corpus's; stages 3-10 are the shared ones of ../../TEMPLATE/stages.sh. All logic is in the
+# package: each stage is one `python -m chunkssl_espnet.<module>` call.
 set -euo pipefail
 
 stage=1                 # first stage to run
@@ -16,16 +20,17 @@ dist_launcher=slurm     # slurm or mpi, for num_nodes > 1
 preset=mini             # model size: conf/{ssl,asr}_chunk_<preset>.yaml at the repository root
 ssl_config=             # default: ../../../conf/ssl_chunk_${preset}.yaml
 asr_config=             # default: ../../../conf/asr_chunk_${preset}.yaml
-n_train=500             # utterances of the generated corpus: training
-n_valid=50              #   validation
-n_test=100              #   test (held-out voice)
-voices="slt rms awb kal16"
-test_voice=awb
+n_labelled=600          # corpus (stage 1): labelled utterances (fine-tuning set train)
+n_pool=3000             #   unlabelled pre-training pool (holds the labelled ones)
+n_valid=100             #   valid_seen and valid_unseen, each
+n_test=300              #   test_seen and test_unseen, each
+vocab_size=1000         #   sentences use only the most frequent words of the text collection
+perturb=pool            #   sox speed/pitch perturbation of the training voices: all, pool, none
 seed=0
-ssl_train_set=          # data set of SSL pre-training (empty: train_set)
+ssl_train_set=pool      # data set of SSL pre-training (empty: train_set)
 train_set=train         # data set of ASR fine-tuning
-valid_set=valid
-test_sets=test
+valid_set=valid_seen
+test_sets="test_seen test_unseen"
 bpe_vocab=40            # SentencePiece unigram units (few: faster CTC learning on 30 min)
 pretrained_ssl=         # an SSL model to fine-tune (empty: pre-train here, stages 5 and 6)
 tokenizer_kind=random   # FSQ tokenizer: random (projection) or trained (autoencoder)
@@ -48,7 +53,7 @@ audio_dir=downloads/audio
 expdir=exp
 
 help_message="Usage: $0 [options]
-Mini ASR recipe: flite corpus -> statistics -> BPE -> FSQ tokenizer -> Chunk SSL -> ASR fine-tuning
+Mini ASR recipe: flite/festival corpus -> statistics -> BPE -> FSQ tokenizer -> Chunk SSL -> ASR fine-tuning
 and from-scratch baseline -> offline and streaming decoding -> RESULTS.md and plots in \${expdir}.
 Stages: 1 data generation, 2 data check, 3 feature statistics, 4 BPE, 5 tokenizer and 6 SSL (only
 with --pretrained_ssl ''), 7 ASR fine-tuning from SSL and from scratch (baseline), 8 offline
@@ -59,18 +64,19 @@ Re-run one stage with --stage N --stop_stage N (done stages are skipped unless o
 setdir=${datadir}
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
-    log "Stage 1: generate the corpus with flite (${n_train}/${n_valid}/${n_test} utterances)"
-    # shellcheck disable=SC2086
-    ${python} -m chunkssl_espnet.data mini-flite "${audio_dir}" "${datadir}" --n-train ${n_train} \
-        --n-valid ${n_valid} --n-test ${n_test} --voices ${voices} --test-voice ${test_voice} \
-        --seed ${seed} --nj ${nj}
+    log "Stage 1: generate the corpus (${n_labelled} labelled, pool ${n_pool}, ${n_valid}" \
+        "validation and ${n_test} test utterances per voice group)"
+    ${python} -m chunkssl_espnet.data mini-asr "${audio_dir}" "${datadir}" \
+        --n-labelled "${n_labelled}" --n-pool "${n_pool}" --n-valid "${n_valid}" \
+        --n-test "${n_test}" --vocab-size "${vocab_size}" --perturb "${perturb}" \
+        --seed "${seed}" --nj "${nj}"
 fi
 
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
     log "Stage 2: validate the data directories, write utt2num_samples"
     # shellcheck disable=SC2046
-    ${python} -m chunkssl_espnet.recipe check-data "${datadir}/${train_set}" \
-        "${datadir}/${valid_set}" $(test_dirs)
+    ${python} -m chunkssl_espnet.recipe check-data --fs 16000 "${datadir}/$(ssl_set)" \
+        "${datadir}/${train_set}" "${datadir}/${valid_set}" $(test_dirs)
 fi
 
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
@@ -112,7 +118,7 @@ fi
 if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
     log "Stage 10: scoring, ${expdir}/RESULTS.md and ${expdir}/plots/"
     score_results asr \
-        "mini_flite asr1 (${preset}): ${n_train} training utterances, test voice ${test_voice}"
+        "mini_flite asr1 (${preset}): ${n_labelled} labelled utterances, SSL on ${n_pool}"
 fi
 
 log "Successfully finished stages ${stage}-${stop_stage}. Results: ${expdir}/RESULTS.md"

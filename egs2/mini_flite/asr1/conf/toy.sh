@@ -1,8 +1,10 @@
 # Toy sizes for the test suite (./run.sh --toy true): the whole recipe in a few minutes on 2 cores.
 # Options given on the command line still win over these values.
-n_train=48
+n_labelled=48
+n_pool=64
 n_valid=8
 n_test=8
+vocab_size=150
 bpe_vocab=60
 ssl_epochs=1
 asr_epochs=1
