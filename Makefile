@@ -10,7 +10,7 @@ main: venv
 
 test: venv
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 lint: venv
 	$(PY) -m ruff check .

@@ -42,3 +42,19 @@ def restore_torch_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+#: The longest test modules, run first so that pytest-xdist's two workers do not end with one of
+#: them still running a long module alone. ``make test`` runs ``--dist loadfile
+#: --no-loadscope-reorder``: modules are handed out in collection order, two to each worker at
+#: the start (so the first four pair up as 1+3 and 2+4: the longest, test_recipe_mini with the
+#: study, gets a shorter partner), then one at a time.
+LONG_MODULES = ("test_recipe_mini", "test_recipe_corpora_e2e", "test_integration_asr",
+                "test_recipe_mini_st", "test_bad_inputs", "test_self_contained",
+                "test_distributed", "test_integration_st")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Collect the long modules first (in ``LONG_MODULES`` order), the others as they were."""
+    rank = {name: i for i, name in enumerate(LONG_MODULES)}
+    items.sort(key=lambda item: rank.get(item.module.__name__.rsplit(".", 1)[-1], len(rank)))

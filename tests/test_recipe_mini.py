@@ -1,9 +1,9 @@
 """The mini ASR recipe (egs2/mini_flite/asr1) end to end at toy size, as real subprocesses:
 synthesised corpus (labelled set, unlabelled pool, seen- and unseen-voice sets), statistics, BPE,
-FSQ tokenizer, Chunk SSL, fine-tuning and from-scratch baseline,
-offline and streaming decoding, scoring with the results table and the plots. Then single stages
-of the ASR recipe re-run with --stage N --stop_stage N are no-ops that leave their outputs
-untouched."""
+FSQ tokenizer, Chunk SSL, fine-tuning and from-scratch baseline, offline and streaming decoding,
+scoring with the results table and the plots. Then single stages of the recipe re-run with
+--stage N --stop_stage N are no-ops that leave their outputs untouched, and its study script
+(run_study.sh) runs every stage on the same folders."""
 
 import json
 import os
@@ -128,3 +128,40 @@ def test_toy_stage_rerun_is_idempotent(
     after = {p: p.stat().st_mtime_ns for p in watched}
     changed = [p for p in watched if p.name != "utt2num_samples" and before[p] != after[p]]
     assert not changed, f"stage {stage} rewrote {changed}"
+
+
+@pytest.mark.slow
+def test_toy_study_every_stage(toy_run: Tuple[Path, subprocess.CompletedProcess]) -> None:
+    """run_study.sh at toy size on the toy recipe's folders: every stage runs (stage 1, run.sh
+    up to fine-tuning, finds its stages done), and the report has each sweep's table, trend and
+    figures; run again, it redoes nothing. One test set, to keep the suite short."""
+    work, _ = toy_run
+    out = work / "RESULTS_study.md"
+    cmd = ["./run_study.sh", "--toy", "true", "--datadir", str(work / "data"), "--expdir",
+           str(work / "exp"), "--audio_dir", str(work / "audio"), "--out_md", str(out),
+           "--test_sets", "test_seen"]
+    env = {**os.environ, "PYTHON": sys.executable}
+    start = time.time()
+    res = subprocess.run(cmd, cwd=RECIPE, env=env, capture_output=True, text=True, timeout=1800)
+    print(f"toy study: {time.time() - start:.0f} s")
+    assert res.returncode == 0, f"stdout:\n{res.stdout[-4000:]}\nstderr:\n{res.stderr[-4000:]}"
+    for n in range(1, 7):
+        assert f"Study stage {n}:" in res.stderr
+    text = out.read_text()
+    for sweep in ("codebook size (FSQ levels)", "labelled utterances", "seed"):
+        assert f"## {sweep}" in text
+    assert "| 1k |" in text and "| 2M |" in text and "| 24 |" in text and "| all |" in text
+    assert "the lowest WER is at" in text and "change [95% CI]" in text
+    study = work / "exp" / "study"
+    assert "levels: 1k" in (study / "ssl_1k" / "config.yaml").read_text()
+    assert (study / "asr_ssl_24" / "config.yaml").is_file()
+    assert len((work / "data" / "train_24" / "utt2spk").read_text().splitlines()) == 24
+    assert "--seed 1" in (study / "asr_scratch_seed1" / "run_info.json").read_text()
+    for png in ("codebook_size__fsq_levels_test_seen.png", "labelled_utterances_test_seen.png"):
+        assert (work / "plots_study" / png).read_bytes()[:8] == PNG, png
+    watched = [study / "asr_1k" / "valid.loss.ave.pth", study / "ssl_seed1" / "valid.loss.ave.pth"]
+    before = [p.stat().st_mtime_ns for p in watched]
+    res = subprocess.run(cmd + ["--stage", "2", "--stop_stage", "5"], cwd=RECIPE, env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert [p.stat().st_mtime_ns for p in watched] == before

@@ -31,7 +31,7 @@ ssl_epochs=             # empty: the config's max_epoch
 asr_epochs=
 levels_sweep="1k 64k 244M"  # FSQ level presets pre-trained besides run.sh's 2M
 labelled_sweep="150 300"    # labelled subsets of train (utterances) besides all of it
-second_seed=1           # seed of the repeated main comparison (SSL, fine-tuning and scratch)
+second_seed=1           # seed of the repeated main comparison (empty: no seed sweep, stage 4 skipped)
 beam_size=4
 ctc_weight=0.5
 maxlenratio=0.5
@@ -125,7 +125,7 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
     done
 fi
 
-if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
+if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ] && [ -n "${second_seed}" ]; then
     log "Study stage 4: the main comparison with seed ${second_seed}"
     pretrain "seed${second_seed}" "${tokenizer_levels}" "${second_seed}" "${ssl_config}"
     finetune "${study}/asr_ssl_seed${second_seed}" "$(ssl_of "seed${second_seed}")" \
@@ -139,7 +139,9 @@ study_models() {
     local m dirs="${expdir}/asr_ssl ${expdir}/asr_scratch"
     for lv in ${levels_sweep}; do dirs="${dirs} ${study}/asr_${lv}"; done
     for n in ${labelled_sweep}; do dirs="${dirs} ${study}/asr_ssl_${n} ${study}/asr_scratch_${n}"; done
-    for m in ssl scratch; do dirs="${dirs} ${study}/asr_${m}_seed${second_seed}"; done
+    if [ -n "${second_seed}" ]; then
+        for m in ssl scratch; do dirs="${dirs} ${study}/asr_${m}_seed${second_seed}"; done
+    fi
     echo "${dirs# }"
 }
 
@@ -158,10 +160,13 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
     labelled="labelled utterances:"
     for n in ${labelled_sweep}; do labelled="${labelled}${n}=study/asr_ssl_${n}|study/asr_scratch_${n},"; done
     labelled="${labelled}all=asr_ssl|asr_scratch"
-    seeds="seed:${seed}=asr_ssl|asr_scratch,${second_seed}=study/asr_ssl_seed${second_seed}|study/asr_scratch_seed${second_seed}"
+    sweeps=("${levels}" "${labelled}")
+    if [ -n "${second_seed}" ]; then
+        sweeps+=("seed:${seed}=asr_ssl|asr_scratch,${second_seed}=study/asr_ssl_seed${second_seed}|study/asr_scratch_seed${second_seed}")
+    fi
     # shellcheck disable=SC2086
     ${python} -m chunkssl_espnet.recipe study-report --exp_dir "${expdir}" --data_root "${setdir}" \
-        --test_sets ${test_sets} --sweeps "${levels}" "${labelled}" "${seeds}" --out "${out_md}" \
+        --test_sets ${test_sets} --sweeps "${sweeps[@]}" --out "${out_md}" \
         --title "mini_flite asr1: study (offline decoding, beam ${beam_size})"
 fi
 
