@@ -2,10 +2,11 @@
 
 A *sweep* varies one setting (codebook size, labelled minutes, ...) and names, for each value,
 either one model folder (its WER is reported) or a pair ``ssl|scratch`` (both WERs, and the
-relative change of the first against the second with the paired bootstrap's 95% interval,
-:mod:`chunkssl_espnet.data.bootstrap`). Every cell is scored from the decodings the decode stages
-left (offline: full context, and the chunk-masked encoder at the chunk sizes decoded), as
-``recipe score`` does, so the report can be regenerated from the experiment folders alone.
+relative change of the first against the second with the paired bootstrap's 95% interval, the
+cells of ``recipe score``'s gain row, :func:`chunkssl_espnet.recipe.results.gain_row`). Every
+cell is scored from the decodings the decode stages left (offline: full context, and the
+chunk-masked encoder at the chunk sizes decoded), as ``recipe score`` does, so the report can
+be regenerated from the experiment folders alone.
 
 Spec of a sweep on the command line: ``NAME:VALUE=DIR[|DIR],VALUE=DIR[|DIR],...``, folders
 relative to the experiment directory.
@@ -18,12 +19,11 @@ import os
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from chunkssl_espnet.data.bootstrap import bootstrap_files, format_gain
 from chunkssl_espnet.data.datadir import atomic_write_text
 from chunkssl_espnet.frames import ENCODER_FRAME_MS
 from chunkssl_espnet.recipe.jobs import RecipeError
 from chunkssl_espnet.recipe.plots import _pyplot, _save
-from chunkssl_espnet.recipe.results import markdown_table, score_model
+from chunkssl_espnet.recipe.results import gain_row, markdown_table, score_model
 
 PathLike = Union[str, os.PathLike]
 
@@ -69,8 +69,11 @@ def sweep_rows(
     rows, columns, series = [], ["value"], {}  # type: ignore[var-annotated]
     paired = any(b for _, (_, b) in sweep[1])
     for value, (model, base) in sweep[1]:
-        a = _columns(score_model(exp_dir / model, test_set, ref, "wer"))
-        b = _columns(score_model(exp_dir / base, test_set, ref, "wer")) if base else {}
+        sa = score_model(exp_dir / model, test_set, ref, "wer")
+        sb = score_model(exp_dir / base, test_set, ref, "wer") if base else None
+        a, b = _columns(sa), _columns(sb) if sb else {}
+        gains = (gain_row({"a": sa, "b": sb}, "chunked", sorted(sa["chunked"]))  # type: ignore
+                 if sb else None) or {}
         row: Dict[str, object] = {"value": value}
         for col, ra in a.items():
             label = f"{col}" if not paired else f"{col} SSL"
@@ -79,11 +82,8 @@ def sweep_rows(
             if col in b:
                 row[f"{col} scratch"] = b[col]["score"]
                 series[col].setdefault("baseline", {})[value] = float(b[col]["score"])
-                try:
-                    g = bootstrap_files(ref, ra["hyp"], b[col]["hyp"])  # type: ignore[arg-type]
-                    row[f"{col} change [95% CI]"] = format_gain(g)
-                except ValueError:  # the baseline makes no error
-                    pass
+                if col in gains:
+                    row[f"{col} change [95% CI]"] = gains[col]
         for k in row:
             if k not in columns:
                 columns.append(k)
