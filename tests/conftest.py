@@ -1,10 +1,24 @@
 """Shared fixtures of the test suite."""
 
+import os
 from pathlib import Path
 
 import pytest
 
 LIBRIVOX_DIR = Path("/usr/share/pocketsphinx/test/data/librivox")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def optimised_subprocesses():
+    """The processes the tests start (recipes, entry points, torchrun) run in Python's optimised
+    mode, as the recipes' path.sh sets it: ESPnet's typeguard checks would cost about 12 s at
+    every start. Set inside the test process (an xdist worker is already running), so the tests
+    themselves keep the checks: in-process tests call ESPnet with its type checks on."""
+    old = os.environ.get("PYTHONOPTIMIZE")
+    os.environ.setdefault("PYTHONOPTIMIZE", "1")
+    yield
+    if old is None:
+        os.environ.pop("PYTHONOPTIMIZE", None)
 
 
 @pytest.fixture(scope="session")
