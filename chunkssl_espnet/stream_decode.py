@@ -26,15 +26,28 @@ from chunkssl_espnet.streaming import ChunkStreamer, decode_stream, random_piece
 def add_stream_arguments(p) -> None:
     """Options common to the streaming entry points."""
     p.add_argument("--data_dir", required=True, help="Kaldi-style dir with wav.scp")
-    p.add_argument("--output_dir", required=True)
-    p.add_argument("--chunk_size", type=int, default=16,
-                   help=f"encoder frames ({ENCODER_FRAME_MS} ms each)")
+    p.add_argument("--output_dir", required=True, nargs="+",
+                   help="one folder per --chunk_size, in the same order")
+    p.add_argument("--chunk_size", type=int, nargs="+", default=[16],
+                   help=f"encoder frames ({ENCODER_FRAME_MS} ms each); several: each decoded in "
+                   "turn by this one process (one start, one model loading)")
     p.add_argument("--num_left_chunks", type=int, default=-1, help="-1: all left context")
     p.add_argument("--piece_ms", type=float, default=None,
                    help="fixed piece size in ms (default: random 10-500 ms pieces)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--num_threads", type=int, default=1, help="torch CPU threads")
+
+
+def parse_stream_args(p: argparse.ArgumentParser, cmd: Optional[List[str]]) -> argparse.Namespace:
+    """Parse; ``runs``: the ``(chunk_size, output_dir)`` pairs (a usage error unless there is
+    one output folder per chunk size)."""
+    args = p.parse_args(cmd)
+    if len(args.output_dir) != len(args.chunk_size):
+        p.error(f"{len(args.chunk_size)} --chunk_size value(s) {args.chunk_size} but "
+                f"{len(args.output_dir)} --output_dir folder(s): give one folder per chunk size")
+    args.runs = list(zip(args.chunk_size, args.output_dir))
+    return args
 
 
 @contextlib.contextmanager

@@ -282,3 +282,29 @@ def test_streaming_short_and_empty_streams(pipeline, tmp_path, monkeypatch, libr
         librivox_dir.glob("*.wav"))[1]})
     lines = (out / "text").read_text().splitlines()
     assert [ln.split()[0] for ln in lines] == ["utt_ok", "utt_tiny"]
+
+
+def test_streaming_cli_several_chunk_sizes_equal_one_each(pipeline, tmp_path, monkeypatch,
+                                                          librivox_dir):
+    """One process decoding chunk sizes 4 and 8 in turn writes what two runs of one write."""
+    import json
+
+    from chunkssl_espnet.bin.asr_inference_streaming import main
+
+    monkeypatch.chdir(pipeline)
+    d = tmp_path / "data"
+    d.mkdir()
+    wavs = sorted(librivox_dir.glob("*.wav"))[:2]
+    (d / "wav.scp").write_text("".join(f"{w.stem} {w}\n" for w in wavs))
+    common = ["--asr_train_config", "asr/config.yaml", "--asr_model_file",
+              "asr/valid.acc.ave.pth", "--data_dir", str(d), "--beam_size", "2"]
+    main(common + ["--chunk_size", "4", "8", "--output_dir", str(tmp_path / "a4"),
+                   str(tmp_path / "a8")])
+    for c in (4, 8):
+        main(common + ["--chunk_size", str(c), "--output_dir", str(tmp_path / f"b{c}")])
+        both, alone = tmp_path / f"a{c}", tmp_path / f"b{c}"
+        assert (both / "text").read_text() == (alone / "text").read_text()
+        assert (both / "partials.txt").read_text() == (alone / "partials.txt").read_text()
+        assert json.loads((both / "summary.json").read_text())["chunk_size_frames"] == c
+    with pytest.raises(SystemExit):
+        main(common + ["--chunk_size", "4", "8", "--output_dir", str(tmp_path / "c")])

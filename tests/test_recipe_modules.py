@@ -294,15 +294,23 @@ FAKE_DECODER = r'''
 import json, sys
 from pathlib import Path
 module, args = sys.argv[1], sys.argv[2:]
-opt = {k: v for k, v in zip(args, args[1:]) if k.startswith("--")}
+opts = {}  # option -> its values
+for a in args:
+    if a.startswith("--"):
+        key = a
+        opts.setdefault(key, [])
+    else:
+        opts[key].append(a)
+opt = {k: v[0] for k, v in opts.items() if v}
 out = Path(opt["--output_dir"])
 if "streaming" in module:
     ids = [l.split()[0] for l in Path(opt["--data_dir"], "wav.scp").read_text().splitlines()]
-    if opt["--chunk_size"] == "13":
+    if "13" in opts["--chunk_size"]:
         sys.exit("fake streaming failure")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "text").write_text("".join(f"{u} HYP {opt['--chunk_size']}\n" for u in ids))
-    (out / "summary.json").write_text(json.dumps({"rtf": 0.5, "num_utts": len(ids)}))
+    for c, d in zip(opts["--chunk_size"], opts["--output_dir"], strict=True):
+        Path(d).mkdir(parents=True, exist_ok=True)
+        Path(d, "text").write_text("".join(f"{u} HYP {c}\n" for u in ids))
+        Path(d, "summary.json").write_text(json.dumps({"rtf": 0.5, "num_utts": len(ids)}))
 else:
     scp = opt["--data_path_and_name_and_type"].split(",")[0]
     ids = [l.split()[0] for l in Path(scp).read_text().splitlines()]
@@ -362,6 +370,31 @@ def test_decode_streaming_keeps_successful_units(fake_decoders: Path) -> None:
     assert read_scp(root / "chunk4" / "text")["utt0"] == "HYP 4"
     with pytest.raises(RecipeError, match="positive"):
         decode_streaming([model], [data], [0])
+
+
+def test_decode_streaming_batches_chunk_sizes_beyond_the_slots(fake_decoders: Path) -> None:
+    """More units than slots: one process decodes several chunk sizes of a model and test set
+    (one start); no more units than slots: a process each."""
+    from chunkssl_espnet.recipe.decode import Model, decode_streaming
+
+    model = Model.from_dir(fake_decoders / "exp" / "m", "valid.acc.ave.pth")
+    data = fake_decoders / "data" / "test"
+    root = streaming_root(model.model_dir, "test")
+    decode_streaming([model], [data], [4, 8, 16], nj=2)
+    commands = {c: json.loads((root / f"chunk{c}" / "run_info.json").read_text())["commands"]
+                for c in (4, 8, 16)}
+    assert commands[4] == commands[16] != commands[8]
+    assert "--chunk_size 4 16" in commands[4][0] and "--chunk_size 8" in commands[8][0]
+    for c in (4, 8, 16):
+        assert read_scp(root / f"chunk{c}" / "text")["utt0"] == f"HYP {c}"
+    decode_streaming([model], [data], [32, 64], nj=2)
+    assert "--chunk_size 32 --" in json.loads(
+        (root / "chunk32" / "run_info.json").read_text())["commands"][0] + " --"
+    # a failed process fails every unit it held, and no other
+    with pytest.raises(RecipeError, match="fake streaming failure|chunk13"):
+        decode_streaming([model], [data], [2, 6, 13], nj=2)  # 2 and 13: one process
+    assert (root / "chunk6" / ".done").is_file()
+    assert not (root / "chunk2").exists() and not (root / "chunk13").exists()
 
 
 FAKE_TRAINER = r'''

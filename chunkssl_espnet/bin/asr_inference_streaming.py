@@ -4,6 +4,9 @@
         --asr_train_config exp/asr/config.yaml --asr_model_file exp/asr/valid.acc.ave.pth \\
         --data_dir data/test --output_dir exp/asr/decode_stream_c8 --chunk_size 8
 
+Several chunk sizes, one process (ESPnet's start and the model loading paid once):
+``--chunk_size 8 16 --output_dir exp/asr/decode_stream_c8 exp/asr/decode_stream_c16``.
+
 Outputs: see ``chunkssl_espnet.stream_decode``.
 """
 
@@ -12,7 +15,12 @@ import json
 import sys
 from typing import List, Optional
 
-from chunkssl_espnet.stream_decode import add_stream_arguments, decode_data_dir, stream_session
+from chunkssl_espnet.stream_decode import (
+    add_stream_arguments,
+    decode_data_dir,
+    parse_stream_args,
+    stream_session,
+)
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -29,15 +37,16 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd: Optional[List[str]] = None) -> None:
     from chunkssl_espnet.streaming import Speech2TextStreaming
 
-    args = get_parser().parse_args(cmd)
+    args = parse_stream_args(get_parser(), cmd)
     with stream_session(args, args.asr_train_config, "ChunkASRTask"):
-        s2t = Speech2TextStreaming(args.asr_train_config, args.asr_model_file, args.device,
-                                   args.chunk_size, args.num_left_chunks, args.beam_size,
-                                   args.ctc_weight)
-        summary = decode_data_dir(s2t, args.data_dir, args.output_dir, args.piece_ms,
-                                  args.seed)
-    summary["beam_size"] = args.beam_size
-    print(json.dumps(summary), file=sys.stderr)
+        for chunk_size, output_dir in args.runs:
+            s2t = Speech2TextStreaming(args.asr_train_config, args.asr_model_file, args.device,
+                                       chunk_size, args.num_left_chunks, args.beam_size,
+                                       args.ctc_weight)
+            summary = decode_data_dir(s2t, args.data_dir, output_dir, args.piece_ms,
+                                      args.seed)
+            summary["beam_size"] = args.beam_size
+            print(json.dumps(summary), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@
         --data_dir data/test --output_dir exp/st/decode_stream_c16 --chunk_size 16 \\
         [--ref data/test/text.tc.de]
 
+Several chunk sizes in one process: ``--chunk_size 8 16 --output_dir DIR8 DIR16``.
+
 Besides the outputs of ``chunkssl_espnet.stream_decode``, ``latency.json`` holds each
 utterance's word delays (``delays_ms``: ms of source read when the last piece of each output word
 was committed, see ``chunkssl_espnet.data.scoring.word_delays``), its token delays
@@ -18,7 +20,12 @@ import json
 import sys
 from typing import List, Optional
 
-from chunkssl_espnet.stream_decode import add_stream_arguments, decode_data_dir, stream_session
+from chunkssl_espnet.stream_decode import (
+    add_stream_arguments,
+    decode_data_dir,
+    parse_stream_args,
+    stream_session,
+)
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -41,7 +48,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
     from chunkssl_espnet.data.scoring import average_lagging, score_bleu
     from chunkssl_espnet.streaming import Speech2TextStreamingST
 
-    args = get_parser().parse_args(cmd)
+    args = parse_stream_args(get_parser(), cmd)
 
     def lagging(utt: str, s: Speech2TextStreamingST) -> dict:
         # In words on both sides: the reference length is a word count, so are the delays.
@@ -62,12 +69,13 @@ def main(cmd: Optional[List[str]] = None) -> None:
 
     with stream_session(args, args.st_train_config, "ChunkSTTask"):
         refs = read_scp(args.ref) if args.ref else {}
-        st = Speech2TextStreamingST(args.st_train_config, args.st_model_file, args.device,
-                                    args.chunk_size, args.num_left_chunks, args.beam_size,
-                                    args.maxlenratio)
-        summary = decode_data_dir(st, args.data_dir, args.output_dir, args.piece_ms, args.seed,
-                                  per_utt_extra=lagging, summary_extra=corpus)
-    print(json.dumps(summary), file=sys.stderr)
+        for chunk_size, output_dir in args.runs:
+            st = Speech2TextStreamingST(args.st_train_config, args.st_model_file, args.device,
+                                        chunk_size, args.num_left_chunks, args.beam_size,
+                                        args.maxlenratio)
+            summary = decode_data_dir(st, args.data_dir, output_dir, args.piece_ms,
+                                      args.seed, per_utt_extra=lagging, summary_extra=corpus)
+            print(json.dumps(summary), file=sys.stderr)
 
 
 if __name__ == "__main__":

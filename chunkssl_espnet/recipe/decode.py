@@ -3,12 +3,13 @@
 A decoding *unit* is one model on one test set at one chunk size. Offline (``decode_offline``):
 each unit's test list is split into parts, one ESPnet inference process
 (``chunkssl_espnet.bin.asr_inference`` or ``st_inference``) decodes each part, and the
-``1best_recog/text`` files are merged into ``<unit>/text``. Streaming (``decode_streaming``): one
+``1best_recog/text`` files are merged into ``<unit>/text``. Streaming (``decode_streaming``): a
 ``chunkssl_espnet.bin.{asr,st}_inference_streaming`` process per unit, writing ``text``,
-``partials.txt``, ``latency.json`` and ``summary.json``. The processes of all units share one
-pool of ``nj`` slots, so small test sets do not pay one model loading after another. Every unit is
-built in a ``.tmp`` folder and moved into place when complete; a failed unit leaves the others
-done.
+``partials.txt``, ``latency.json`` and ``summary.json``; with more units than ``nj`` slots, one
+process decodes several chunk sizes of a model and test set in turn (one start and one model
+loading, where a start that imports ESPnet costs more than a small test set's decoding). The
+processes of all units share one pool of ``nj`` slots. Every unit is built in a ``.tmp`` folder
+and moved into place when complete; a failed unit leaves the others done.
 """
 
 from __future__ import annotations
@@ -118,22 +119,26 @@ def streaming_command(
     train_config: PathLike,
     model_file: PathLike,
     data_dir: PathLike,
-    out_dir: PathLike,
-    chunk_size: int,
+    out_dirs: Sequence[PathLike],
+    chunk_sizes: Sequence[int],
     extra: Sequence[str] = (),
     ref: Optional[PathLike] = None,
 ) -> Command:
-    """The streaming decoder's command at one chunk size (``chunkssl_espnet.bin.<task>_inference
-    _streaming``); ``ref`` (ST) lets it report BLEU and average lagging in ``summary.json``."""
+    """The streaming decoder's command (``chunkssl_espnet.bin.<task>_inference_streaming``) at
+    each of ``chunk_sizes``, into the matching ``out_dirs``; ``ref`` (ST) lets it report BLEU and
+    average lagging in ``summary.json``."""
     if task not in ("asr", "st"):
         raise RecipeError(f"streaming decoding of task {task!r}: choose asr or st")
+    if len(out_dirs) != len(chunk_sizes) or not chunk_sizes:
+        raise RecipeError(f"one output folder per chunk size: {list(out_dirs)} for "
+                          f"{list(chunk_sizes)}")
     cmd = python_module(
         f"chunkssl_espnet.bin.{task}_inference_streaming",
         f"--{task}_train_config", train_config,
         f"--{task}_model_file", model_file,
         "--data_dir", data_dir,
-        "--output_dir", out_dir,
-        "--chunk_size", chunk_size,
+        "--output_dir", *out_dirs,
+        "--chunk_size", *chunk_sizes,
     )
     if ref is not None:
         cmd += ["--ref", str(ref)]
@@ -158,25 +163,48 @@ def audio_seconds(data_dir: PathLike, sample_rate: int = 16000) -> Optional[floa
 
 
 def _run_units(
-    units: Sequence[Unit], nj: int, finish: Callable[[Unit, List[JobTime]], None]
+    units: Sequence[Unit], nj: int, finish: Callable[[Unit, List[JobTime]], None],
+    batches: Optional[Sequence[Sequence[Unit]]] = None,
 ) -> None:
     """Run the jobs of all units in one pool of ``nj``; ``finish`` every unit whose jobs all
-    succeeded, then raise the first failure, if any (the finished units stay done)."""
-    jobs = [job for u in units for job in u.jobs]
+    succeeded, then raise the first failure, if any (the finished units stay done).
+
+    ``batches``: units whose jobs (held by the first unit of each batch) serve them all; by
+    default each unit is its own batch. A batch's CPU time is shared out among its units."""
+    batches = [[u] for u in units] if batches is None else batches
+    jobs = [job for b in batches for job in b[0].jobs]
     results = run_jobs(jobs, nj, env=thread_env(1) if nj > 1 else None)
     failures: List[Union[JobTime, RecipeError]] = []
     k = 0
-    for u in units:
-        mine = results[k:k + len(u.jobs)]
-        k += len(u.jobs)
+    for batch in batches:
+        mine = results[k:k + len(batch[0].jobs)]
+        k += len(batch[0].jobs)
         if any(isinstance(r, RecipeError) for r in mine):
             failures += [r for r in mine if isinstance(r, RecipeError)]
-        else:
-            times = [r for r in mine if isinstance(r, JobTime)]
+            continue
+        times = [r for r in mine if isinstance(r, JobTime)]
+        for u in batch:
             for t in times:
-                u.record.add_cpu(t.cpu)
+                u.record.add_cpu(t.cpu / len(batch))
             finish(u, times)
     raise_first(failures)
+
+
+def streaming_batches(units: Sequence[Unit], nj: int) -> List[List[Unit]]:
+    """Units that one streaming process decodes in turn: each unit alone while there are no
+    more units than ``nj`` slots; else the chunk sizes of each (model, test set) split into
+    as few processes as keep the ``nj`` slots busy."""
+    if len(units) <= nj:
+        return [[u] for u in units]
+    pairs: Dict[Tuple[Path, Path], List[Unit]] = {}
+    for u in units:
+        pairs.setdefault((u.model.model_dir, u.data_dir), []).append(u)
+    per_pair = max(1, -(-nj // len(pairs)))  # ceil(nj / pairs)
+    batches = []
+    for group in pairs.values():
+        n = min(per_pair, len(group))
+        batches += [group[i::n] for i in range(n)]
+    return batches
 
 
 def decode_offline(
@@ -278,15 +306,23 @@ def decode_streaming(
     todo = [u for u in units if not u.record.is_done()]
     for u in todo:
         _require(u.model.train_config, u.model.model_file, u.data_dir / "wav.scp")
-        u.tmp = fresh_tmp_dir(u.out_dir)
-        u.record.start()
-        ref = u.data_dir / ref_name if ref_name else None
-        cmd = streaming_command(task, u.model.train_config, u.model.model_file, u.data_dir,
-                                u.tmp, u.chunk_size, extra, ref)  # type: ignore[arg-type]
-        u.record.add_command(cmd)
-        u.jobs.append((cmd, u.out_dir.parent / "logs" / f"{u.out_dir.name}.log"))
+    batches = streaming_batches(todo, nj)
+    for batch in batches:
+        first = batch[0]
+        for u in batch:
+            u.tmp = fresh_tmp_dir(u.out_dir)
+            u.record.start()
+        ref = first.data_dir / ref_name if ref_name else None
+        cmd = streaming_command(task, first.model.train_config, first.model.model_file,
+                                first.data_dir, [u.tmp for u in batch],
+                                [u.chunk_size for u in batch], extra, ref)  # type: ignore[misc]
+        for u in batch:
+            u.record.add_command(cmd)
+        log_name = "_".join(u.out_dir.name for u in batch)
+        first.jobs.append((cmd, first.out_dir.parent / "logs" / f"{log_name}.log"))
     if todo:
-        logger.info("streaming decoding: %d unit(s), %d at a time", len(todo), nj)
+        logger.info("streaming decoding: %d unit(s) in %d process(es), %d at a time",
+                    len(todo), len(batches), nj)
 
     def finish(u: Unit, times: List[JobTime]) -> None:
         _require(u.tmp / "text")
@@ -297,5 +333,5 @@ def decode_streaming(
         u.record.finish({"text": str(u.out_dir / "text"), "wall_s": round(times[0].wall, 1),
                          "summary": summary})
 
-    _run_units(todo, nj, finish)
+    _run_units(todo, nj, finish, batches)
     return [u.out_dir for u in units]

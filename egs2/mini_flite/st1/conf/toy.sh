@@ -1,5 +1,6 @@
 # Toy sizes (./run.sh --toy true): the whole recipe in a few minutes on 2 cores.
 # Options given on the command line still win over these values.
+nj=1                    # one statistics process, not two: a start costs more than the toy data
 n_train=48
 n_valid=8
 n_test=8
