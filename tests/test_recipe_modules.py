@@ -387,9 +387,10 @@ def test_decode_streaming_batches_chunk_sizes_beyond_the_slots(fake_decoders: Pa
     assert "--chunk_size 4 16" in commands[4][0] and "--chunk_size 8" in commands[8][0]
     for c in (4, 8, 16):
         assert read_scp(root / f"chunk{c}" / "text")["utt0"] == f"HYP {c}"
-    decode_streaming([model], [data], [32, 64], nj=2)
-    assert "--chunk_size 32 --" in json.loads(
-        (root / "chunk32" / "run_info.json").read_text())["commands"][0] + " --"
+    decode_streaming([model], [data], [32, 64], nj=2)  # 2 units, 2 slots: a process each
+    alone = {c: json.loads((root / f"chunk{c}" / "run_info.json").read_text())["commands"][0]
+             for c in (32, 64)}
+    assert alone[32] != alone[64] and "--chunk_size 32" in alone[32]
     # a failed process fails every unit it held, and no other
     with pytest.raises(RecipeError, match="fake streaming failure|chunk13"):
         decode_streaming([model], [data], [2, 6, 13], nj=2)  # 2 and 13: one process

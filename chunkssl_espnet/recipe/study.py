@@ -72,8 +72,9 @@ def sweep_rows(
         sa = score_model(exp_dir / model, test_set, ref, "wer")
         sb = score_model(exp_dir / base, test_set, ref, "wer") if base else None
         a, b = _columns(sa), _columns(sb) if sb else {}
-        gains = (gain_row({"a": sa, "b": sb}, "chunked", sorted(sa["chunked"]))  # type: ignore
-                 if sb else None) or {}
+        gains: Dict[str, object] = {}
+        if sb:  # two models: gain_row gives a row
+            gains = gain_row({"a": sa, "b": sb}, "chunked", sorted(sa["chunked"])) or {}
         row: Dict[str, object] = {"value": value}
         for col, ra in a.items():
             label = f"{col}" if not paired else f"{col} SSL"
