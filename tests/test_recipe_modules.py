@@ -113,6 +113,23 @@ def test_espnet_train_args_per_task(tmp_path: Path) -> None:
         espnet_train_args("tts", "c", "a", "b", "s", "o")
 
 
+def test_training_command_on_cpu_processes() -> None:
+    from chunkssl_espnet.recipe.train import training_command
+
+    args = espnet_train_args("ssl", "c.yaml", "d/tr", "d/dev", "s", "e", tokenizer_dir="tok")
+    one = training_command("ssl", args)
+    assert one[1:3] == ["-m", "chunkssl_espnet.bin.ssl_train"] and one[3:] == args
+    two = training_command("ssl", args, cpu_procs=2)
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                "-m", "chunkssl_espnet.bin.ssl_train"]
+    assert two[1:8] == launcher and two[8:] == args + ["--dist_backend", "gloo"]
+    gpu = espnet_train_args("asr", "c", "a", "b", "s", "o", token_list="t", bpemodel="b", ngpu=2)
+    with pytest.raises(RecipeError, match="for CPU training"):
+        training_command("asr", gpu, cpu_procs=2)
+    with pytest.raises(RecipeError, match="1 or more"):
+        training_command("ssl", args, cpu_procs=0)
+
+
 def test_final_model_name_follows_the_config(tmp_path: Path) -> None:
     from chunkssl_espnet.recipe.train import final_model_name
 
@@ -486,3 +503,36 @@ def test_fine_tuning_normalises_with_the_pretraining_statistics(tmp_path, monkey
     monkeypatch.chdir(tmp_path / "asr1")
     unpacked = pretraining_stats("pretrained/exp/ssl/valid.loss.ave.pth")
     assert unpacked == Path("pretrained/exp/stats/train/feats_stats.npz")
+
+
+def test_statistics_jobs_per_data_size() -> None:
+    from chunkssl_espnet.recipe.stats import stats_jobs
+
+    assert stats_jobs(2, 64, 8) == 1  # a toy set: one ESPnet start, not two
+    assert stats_jobs(2, 600, 100) == 2 and stats_jobs(8, 3000, 100) == 8
+    assert stats_jobs(8, 3000, 3) == 3  # no more parts than validation utterances
+    assert stats_jobs(4, 5, 5, min_utts_per_job=2) == 3 and stats_jobs(0, 5, 5) == 1
+
+
+@pytest.mark.slow
+def test_statistics_in_two_jobs_sum_the_features(tmp_path: Path, librivox_dir: Path) -> None:
+    """``recipe stats`` split in 2 ESPnet jobs and summed as asr.sh sums them: the MVN
+    statistics equal those of the fbank features computed here, and every utterance has a
+    shape."""
+    from chunkssl_espnet.features import compute_mvn_stats, kaldi_fbank, load_wav
+    from chunkssl_espnet.recipe.stats import collect_stats
+
+    wavs = {w.stem: str(w) for w in sorted(librivox_dir.glob("*.wav"))}
+    data = write_data_dir(tmp_path / "data", wavs, {u: "spk1" for u in wavs})
+    conf = Path(__file__).resolve().parents[1] / "conf" / "ssl_chunk_tiny.yaml"
+    out = collect_stats(conf, data, data, tmp_path / "stats", nj=2, min_utts_per_job=2)
+    assert len(json.loads((tmp_path / "stats" / "run_info.json").read_text())["commands"]) == 2
+    got = np.load(out["stats_file"])
+    want = compute_mvn_stats(kaldi_fbank(load_wav(p)[0]) for p in wavs.values())
+    assert float(got["count"]) == float(want["count"])
+    np.testing.assert_allclose(got["sum"], want["sum"], rtol=1e-5)
+    np.testing.assert_allclose(got["sum_square"], want["sum_square"], rtol=1e-5)
+    for split in ("train", "valid"):
+        shapes = read_scp(out[f"{split}_shape"])
+        assert set(shapes) == set(wavs)
+        assert all(int(shapes[u]) == soundfile.info(wavs[u]).frames for u in wavs)

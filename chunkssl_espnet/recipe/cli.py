@@ -114,7 +114,7 @@ def _train(a: argparse.Namespace) -> object:
                               "so the baseline would be the same training")
         jobs.append(without_init(jobs[0], a.baseline_output_dir))
     models = train(jobs, num_threads=a.num_threads, concurrent=a.concurrent, force=a.force,
-                   argv=a.argv)
+                   argv=a.argv, cpu_procs=a.cpu_procs)
     return "\n".join(str(m) for m in models)
 
 
@@ -243,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrent", action="store_true",
                    help="run the baseline side by side with the main training (CPU)")
     p.add_argument("--num_threads", type=int, help="CPU threads (OMP_NUM_THREADS)")
+    p.add_argument("--cpu_procs", type=int, default=1,
+                   help="CPU training in this many processes of one thread each (DDP over gloo, "
+                        "torch.distributed.run --standalone); --ngpu 0 only")
 
     def add_decode(name: str, run: Callable[[argparse.Namespace], object], help: str,
                    passthrough: str) -> argparse.ArgumentParser:

@@ -23,6 +23,9 @@ PathLike = Union[str, os.PathLike]
 logger = logging.getLogger(__name__)
 
 STATS_MODULE = "chunkssl_espnet.bin.ssl_train"
+#: Training utterances per statistics job at least: a job's ESPnet start costs about 10 s of CPU,
+#: more than the features of a part this small (some 15 ms an utterance).
+MIN_UTTS_PER_JOB = 200
 
 
 def stats_command(
@@ -49,6 +52,14 @@ def stats_command(
     )
 
 
+def stats_jobs(nj: int, n_train: int, n_valid: int,
+               min_utts_per_job: int = MIN_UTTS_PER_JOB) -> int:
+    """The number of statistics jobs: at most ``nj``, one per ``min_utts_per_job`` training
+    utterances, and no more than the utterances of either list (both are split in as many
+    parts)."""
+    return max(1, min(nj, -(-n_train // max(1, min_utts_per_job)), n_valid))
+
+
 def _check_outputs(out_dir: Path, train_scp: Path, valid_scp: Path) -> None:
     """The statistics and shape files exist and cover every utterance."""
     if not (out_dir / "train" / "feats_stats.npz").is_file():
@@ -72,11 +83,12 @@ def collect_stats(
     extra: Sequence[str] = (),
     force: bool = False,
     argv: Optional[Sequence[str]] = None,
+    min_utts_per_job: int = MIN_UTTS_PER_JOB,
 ) -> Dict[str, Path]:
     """Collect ``out_dir/train/feats_stats.npz`` and ``out_dir/{train,valid}/speech_shape``.
 
     The work happens in ``<out_dir>.tmp`` which replaces ``out_dir`` when complete, so
-    ``out_dir`` is either absent, old or complete.
+    ``out_dir`` is either absent, old or complete. ``stats_jobs`` gives the number of jobs.
 
     Returns:
         ``{"stats_file": ..., "train_shape": ..., "valid_shape": ...}``.
@@ -101,7 +113,7 @@ def collect_stats(
     check_data_inputs(["--config", str(config), *extra,
                        "--train_data_path_and_name_and_type", f"{train_scp},speech,sound",
                        "--valid_data_path_and_name_and_type", f"{valid_scp},speech,sound"])
-    nj = max(1, min(nj, len(read_scp(train_scp)), len(read_scp(valid_scp))))
+    nj = stats_jobs(nj, len(read_scp(train_scp)), len(read_scp(valid_scp)), min_utts_per_job)
     tmp = fresh_tmp_dir(out_dir)
     rec.start()
     if nj == 1:

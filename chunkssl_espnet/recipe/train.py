@@ -6,7 +6,11 @@ directory, token lists) into ESPnet's command line; ``train`` runs it as
 ``<output_dir>/train.log``, so an interrupted training resumes from ``checkpoint.pth``. Several
 GPUs: ``ngpu > 1`` adds ``--multiprocessing_distributed true`` (ESPnet spawns one process per
 GPU); several nodes (``num_nodes > 1``) run the same command on every node under ``srun`` or
-``mpirun`` (``--dist_launcher slurm|mpi``), as ESPnet's ``launch.py`` does.
+``mpirun`` (``--dist_launcher slurm|mpi``), as ESPnet's ``launch.py`` does. A CPU training in
+several processes (``cpu_procs > 1``) runs under ``torch.distributed.run --standalone``, one
+thread a process, DDP over gloo: ESPnet's mode with an external launcher. Its steps equal one
+process's over the same global batch (tests/test_distributed.py), and on a few cores two
+single-threaded ranks step faster than one process with two threads.
 """
 
 from __future__ import annotations
@@ -218,12 +222,34 @@ def without_init(job: TrainJob, output_dir: PathLike) -> TrainJob:
     return TrainJob(job.task, Path(output_dir), args)
 
 
+def training_command(task: str, espnet_args: Sequence[str], cpu_procs: int = 1) -> List[str]:
+    """``python -m chunkssl_espnet.bin.<task>_train ARGS``; with ``cpu_procs > 1`` the same under
+    ``torch.distributed.run --standalone --nproc_per_node <cpu_procs>`` with ``--dist_backend
+    gloo`` (CPU ranks on this machine).
+
+    Raises:
+        RecipeError: ``cpu_procs`` below 1, or above 1 for a GPU training (``--ngpu`` > 0).
+    """
+    if cpu_procs < 1:
+        raise RecipeError(f"--cpu_procs {cpu_procs}: give 1 or more processes")
+    module = f"chunkssl_espnet.bin.{task}_train"
+    if cpu_procs == 1:
+        return python_module(module, *espnet_args)
+    args = list(espnet_args)
+    if "--ngpu" in args and args[args.index("--ngpu") + 1] != "0":
+        raise RecipeError(f"--cpu_procs {cpu_procs} is for CPU training; with GPUs, --ngpu N "
+                          "runs one process per GPU")
+    return python_module("torch.distributed.run", "--standalone", "--nproc_per_node", cpu_procs,
+                         "-m", module, *args, "--dist_backend", "gloo")
+
+
 def train(
     jobs: Sequence[TrainJob],
     num_threads: Optional[int] = None,
     concurrent: bool = False,
     force: bool = False,
     argv: Optional[Sequence[str]] = None,
+    cpu_procs: int = 1,
 ) -> List[Path]:
     """Run ESPnet trainings (resuming) into their output folders; return the averaged models.
 
@@ -231,7 +257,8 @@ def train(
     model there; the log goes to ``train.log`` and the command and versions to ``run_info.json``.
     A training already done with the same arguments is skipped. ``concurrent`` runs the trainings
     side by side (on a CPU, two single-threaded trainings finish sooner than two 2-thread ones in
-    a row); otherwise one after the other.
+    a row); otherwise one after the other. ``cpu_procs > 1`` runs each training in that many
+    CPU processes of one thread each (``training_command``).
     """
     todo = []
     for job in jobs:
@@ -244,11 +271,12 @@ def train(
     runs = []
     for job, rec in todo:
         rec.start()
-        cmd = python_module(f"chunkssl_espnet.bin.{job.task}_train", *job.espnet_args)
+        cmd = training_command(job.task, job.espnet_args, cpu_procs)
         rec.add_command(cmd)
         runs.append((cmd, job.output_dir / "train.log"))
         logger.info("%s training -> %s (log %s)", job.task.upper(), job.output_dir, runs[-1][1])
-    results = run_jobs(runs, len(runs) if concurrent else 1, env=thread_env(num_threads))
+    threads = 1 if cpu_procs > 1 else num_threads
+    results = run_jobs(runs, len(runs) if concurrent else 1, env=thread_env(threads))
     failures = []
     for (job, rec), result, (_, log) in zip(todo, results, runs):
         if isinstance(result, RecipeError):

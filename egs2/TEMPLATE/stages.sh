@@ -17,7 +17,7 @@
 #   sets        setdir (set by run.sh: the folder of the data directories), ssl_train_set (empty:
 #               train_set; SSL pre-training), train_set (fine-tuning), valid_set, test_sets
 #   all         datadir (token lists go to its token_list/), expdir, nj, ngpu, num_nodes,
-#               dist_launcher
+#               dist_launcher, cpu_procs
 #   SSL         preset or ssl_config, tokenizer_kind, tokenizer_levels, tokenizer_max_utts (empty:
 #               every utterance), seed, ssl_epochs (empty: the config's max_epoch)
 #   downstream  preset or <task>_config, <task>_epochs, pretrained_ssl (empty: the SSL model of
@@ -88,9 +88,13 @@ test_dirs() {
     for s in ${test_sets}; do dirs="${dirs} ${setdir}/${s}"; done
     echo "${dirs# }"
 }
-# Training on GPUs and nodes (recipe train's options).
+# Training on GPUs and nodes, or on CPU processes (recipe train's options), of a training that
+# has the machine to itself.
 dist_opts() {
     echo "--ngpu ${ngpu}"
+    if [ "${ngpu}" -eq 0 ] && [ "${cpu_procs}" -gt 1 ]; then
+        echo "--cpu_procs ${cpu_procs}"  # CPU ranks of one thread each (DDP over gloo)
+    fi
     if [ "${num_nodes}" -gt 1 ]; then
         echo "--num_nodes ${num_nodes} --dist_launcher ${dist_launcher}"
     fi
@@ -167,7 +171,7 @@ train_downstream() {
     fi
     local epochs=${!epochs_var} side=
     if [ "${run_baseline}" = true ] && [ "${side_by_side}" = true ]; then
-        side="--concurrent --num_threads 1"
+        side="--concurrent --num_threads 1 --cpu_procs 1"
     fi
     # shellcheck disable=SC2046,SC2086
     ${python} -m chunkssl_espnet.recipe train --task "${task}" --config "$(task_config "${task}")" \

@@ -13,6 +13,7 @@ toy=false               # tiny sizes for the test suite (conf/toy.sh); the comma
 nj=16                   # CPU jobs (segment cutting, statistics)
 ngpu=8                  # GPUs per node (ESPnet spawns one process per GPU)
 num_nodes=1             # >1: run this script on every node under srun (see --dist_launcher)
+cpu_procs=1             # CPU training (ngpu 0): processes of one thread each, DDP over gloo
 dist_launcher=slurm     # slurm or mpi, for num_nodes > 1
 preset=base             # conf/ssl_chunk_<preset>.yaml at the repository root (base, large)
 ssl_config=             # default: ${MAIN_ROOT}/conf/ssl_chunk_${preset}.yaml

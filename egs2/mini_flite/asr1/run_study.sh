@@ -14,6 +14,7 @@ toy=false               # tiny sizes for the test suite (conf/toy.sh and the toy
 nj=2
 ngpu=0
 num_nodes=1
+cpu_procs=2             # SSL pre-training: 2 CPU processes (DDP over gloo), as run.sh
 dist_launcher=slurm
 preset=mini
 ssl_config=
@@ -34,7 +35,7 @@ labelled_sweep="150 300"    # labelled subsets of train (utterances) besides all
 second_seed=1           # seed of the repeated main comparison (empty: no seed sweep, stage 4 skipped)
 beam_size=4
 ctc_weight=0.5
-maxlenratio=1.0         # as run.sh
+maxlenratio=0.0         # as run.sh
 datadir=data
 audio_dir=downloads/audio
 expdir=exp
@@ -81,14 +82,14 @@ pretrain() {
 # (the callers run two at a time).
 finetune() {
     local out=$1 ssl=$2 train=$3 stats=$4 s=$5 base=${6:-}
-    local extra=(--init_param "${ssl}:encoder:encoder" --num_threads 1)
+    local extra=(--init_param "${ssl}:encoder:encoder" --num_threads 1 --cpu_procs 1)
     if [ -n "${base}" ]; then extra+=(--baseline_output_dir "${base}" --concurrent); fi
     # shellcheck disable=SC2046
     ${python} -m chunkssl_espnet.recipe train --task asr --config "$(task_config asr)" \
         --train_dir "${train}" --valid_dir "${setdir}/${valid_set}" --stats_dir "${stats}" \
         --token_list "$(bpe_dir asr)/tokens.txt" --bpemodel "$(bpe_dir asr)/bpe.model" \
-        --output_dir "${out}" ${asr_epochs:+--max_epoch ${asr_epochs}} "${extra[@]}" \
-        $(dist_opts) -- --seed "${s}"
+        --output_dir "${out}" ${asr_epochs:+--max_epoch ${asr_epochs}} $(dist_opts) \
+        "${extra[@]}" -- --seed "${s}"
 }
 ssl_of() { echo "${study}/ssl_$1/valid.loss.ave.pth"; }
 
