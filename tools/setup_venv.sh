@@ -41,8 +41,8 @@ echo "setup_venv: installing into ${venv} (torch 2.12.1 + espnet 202511: about 5
 # processes. With PYTHONDONTWRITEBYTECODE set, Python would otherwise compile every module from
 # source at each start. Importing the entry points' modules writes it for those; some come late:
 # a training's first optimizer imports torch._dynamo (2.6 s from bytecode, 9 s from source), the
-# statistics ESPnet's aggregate_stats_dirs, the plots matplotlib's Agg and PIL's plugins. Then
-# collecting the tests writes the plain bytecode of their imports.
+# statistics ESPnet's aggregate_stats_dirs, the plots matplotlib's Agg and PIL's plugins. After
+# the optimised pass, collecting the tests writes the plain bytecode of their imports.
 echo "setup_venv: writing the bytecode of the modules the entry points and the tests import" >&2
 imports="import chunkssl_espnet.espnet_plugin, espnet2.tasks.ssl, espnet2.tasks.asr, \
 espnet2.tasks.st, espnet2.bin.asr_inference, espnet2.bin.st_inference, espnet2.bin.launch, \
@@ -53,7 +53,12 @@ torch.distributed.elastic.rendezvous.c10d_rendezvous_backend, matplotlib.pyplot,
 matplotlib.backends.backend_agg, PIL.Image, sentencepiece, jiwer, editdistance, sacrebleu, \
 sacrebleu.tokenizers.tokenizer_13a, kaldiio; PIL.Image.init()"
 compile_log=${venv}/.bytecode.log
-env -u PYTHONDONTWRITEBYTECODE "${venv}/bin/python" -O -c "${imports}" > "${compile_log}.opt" 2>&1 &
+{ env -u PYTHONDONTWRITEBYTECODE "${venv}/bin/python" -O -c "${imports}" > "${compile_log}.opt" 2>&1 \
+    || exit 1
+  env -u PYTHONDONTWRITEBYTECODE "${venv}/bin/python" -m pytest --collect-only -q \
+    -p no:cacheprovider tests > "${compile_log}.tests" 2>&1 \
+    || echo "setup_venv: WARNING: collecting the tests failed; see ${compile_log}.tests" >&2
+} &
 optimised=$!
 ok=true
 env -u PYTHONDONTWRITEBYTECODE "${venv}/bin/python" -c "${imports}" > "${compile_log}" 2>&1 \
@@ -64,7 +69,4 @@ if [ "${ok}" != true ]; then
         "and ${compile_log}.opt" >&2
     exit 1
 fi
-env -u PYTHONDONTWRITEBYTECODE "${venv}/bin/python" -m pytest --collect-only -q \
-    -p no:cacheprovider tests > "${compile_log}.tests" 2>&1 \
-    || echo "setup_venv: WARNING: collecting the tests failed; see ${compile_log}.tests" >&2
 echo "${want}" > "${stamp}"
