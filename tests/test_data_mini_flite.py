@@ -157,3 +157,20 @@ def test_missing_flite_names_the_package(monkeypatch: pytest.MonkeyPatch, tmp_pa
         mini_flite.synthesize("Hello.", "slt", tmp_path / "x.wav")
     with pytest.raises(FileNotFoundError, match="dict-freedict-eng-deu"):
         mini_flite.load_freedict_pairs(tmp_path / "none.dict.dz")
+
+
+@pytest.mark.skipif(shutil.which("sox") is None, reason="needs sox (apt-get install sox)")
+def test_perturbation_is_repeatable(tmp_path: Path, librivox_dir: Path) -> None:
+    """The same speed and pitch perturbation of the same file gives the same bytes twice (sox
+    dithers with a random seed unless told -R), and changes the audio."""
+    from chunkssl_espnet.data.voices import perturb
+
+    src = sorted(librivox_dir.glob("*.wav"))[0]
+    outs = []
+    for i in range(2):
+        wav = tmp_path / f"copy{i}.wav"
+        shutil.copy(src, wav)
+        perturb(wav, 1.1, 100.0)
+        outs.append(wav.read_bytes())
+    assert outs[0] == outs[1]
+    assert outs[0] != src.read_bytes() and soundfile.info(tmp_path / "copy0.wav").samplerate == 16000

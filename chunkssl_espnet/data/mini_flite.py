@@ -171,7 +171,7 @@ def ensure_format(wav: Path, sample_rate: int = SAMPLE_RATE) -> None:
         return
     sox = require_tool("sox", "sox")
     with atomic_path(wav) as tmp:
-        cmd = [sox, "-q", str(wav), "-r", str(sample_rate), "-c", "1", "-b", "16", str(tmp)]
+        cmd = [sox, "-q", "-R", str(wav), "-r", str(sample_rate), "-c", "1", "-b", "16", str(tmp)]
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
             raise RuntimeError(f"{wav}: sox conversion failed: {res.stderr.strip()}")

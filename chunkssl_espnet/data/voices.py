@@ -80,7 +80,9 @@ def wav_path(audio_dir: PathLike, r: Rendition) -> Path:
 
 
 def perturb(wav: Path, speed: float, pitch: float) -> None:
-    """Apply sox ``speed`` and ``pitch`` to ``wav`` in place (a no-op for 1.0 and 0)."""
+    """Apply sox ``speed`` and ``pitch`` to ``wav`` in place (a no-op for 1.0 and 0). sox runs
+    repeatable (``-R``: a fixed seed for its dither), so a corpus is the same at every
+    generation."""
     if speed == 1.0 and pitch == 0.0:
         return
     sox = require_tool("sox", "sox")
@@ -90,8 +92,8 @@ def perturb(wav: Path, speed: float, pitch: float) -> None:
     if speed != 1.0:
         effects += ["speed", f"{speed:.3f}"]
     with atomic_path(wav) as tmp:
-        cmd = [sox, "-q", str(wav), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(tmp),
-               *effects, "rate", str(SAMPLE_RATE)]
+        cmd = [sox, "-q", "-R", str(wav), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16",
+               str(tmp), *effects, "rate", str(SAMPLE_RATE)]
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
             raise RuntimeError(f"{wav}: sox {' '.join(effects)} failed: {res.stderr.strip()}")
