@@ -88,16 +88,17 @@ test_dirs() {
     for s in ${test_sets}; do dirs="${dirs} ${setdir}/${s}"; done
     echo "${dirs# }"
 }
-# Training on GPUs and nodes, or on CPU processes (recipe train's options), of a training that
-# has the machine to itself.
+# Training on GPUs and nodes (recipe train's options).
 dist_opts() {
     echo "--ngpu ${ngpu}"
-    if [ "${ngpu}" -eq 0 ] && [ "${cpu_procs}" -gt 1 ]; then
-        echo "--cpu_procs ${cpu_procs}"  # CPU ranks of one thread each (DDP over gloo)
-    fi
     if [ "${num_nodes}" -gt 1 ]; then
         echo "--num_nodes ${num_nodes} --dist_launcher ${dist_launcher}"
     fi
+}
+# A CPU training that has the machine to itself: cpu_procs processes of one thread each (DDP
+# over gloo; nothing with GPUs or with cpu_procs 1).
+cpu_opts() {
+    if [ "${ngpu}" -eq 0 ] && [ "${cpu_procs}" -gt 1 ]; then echo "--cpu_procs ${cpu_procs}"; fi
 }
 
 # --- the shared stages ------------------------------------------------------------------------
@@ -151,7 +152,8 @@ train_ssl() {
     ${python} -m chunkssl_espnet.recipe train --task ssl --config "${ssl_config}" \
         --train_dir "${setdir}/$(ssl_set)" --valid_dir "${setdir}/${valid_set}" \
         --stats_dir "$(ssl_stats_dir)" --tokenizer_dir "${tokenizer_dir}" \
-        --output_dir "${expdir}/ssl" ${ssl_epochs:+--max_epoch ${ssl_epochs}} $(dist_opts)
+        --output_dir "${expdir}/ssl" ${ssl_epochs:+--max_epoch ${ssl_epochs}} $(dist_opts) \
+        $(cpu_opts)
 }
 
 # Fine-tuning from the SSL encoder -> ${expdir}/<task>_ssl, and with --run_baseline true the same
@@ -169,9 +171,10 @@ train_downstream() {
     if [ "${run_baseline}" = true ]; then
         baseline=(--baseline_output_dir "${expdir}/${task}_scratch")
     fi
-    local epochs=${!epochs_var} side=
+    local epochs=${!epochs_var} side
+    side=$(cpu_opts)
     if [ "${run_baseline}" = true ] && [ "${side_by_side}" = true ]; then
-        side="--concurrent --num_threads 1 --cpu_procs 1"
+        side="--concurrent --num_threads 1"
     fi
     # shellcheck disable=SC2046,SC2086
     ${python} -m chunkssl_espnet.recipe train --task "${task}" --config "$(task_config "${task}")" \

@@ -75,21 +75,21 @@ pretrain() {
         --train_dir "${setdir}/$(ssl_set)" --valid_dir "${setdir}/${valid_set}" \
         --stats_dir "$(ssl_stats_dir)" --tokenizer_dir "${study}/tokenizer_${name}" \
         --output_dir "${study}/ssl_${name}" ${ssl_epochs:+--max_epoch ${ssl_epochs}} \
-        $(dist_opts) -- --seed "${s}"
+        $(dist_opts) $(cpu_opts) -- --seed "${s}"
 }
 # Fine-tuning from an SSL model: finetune OUT SSL_MODEL TRAIN_DIR STATS_DIR SEED [BASELINE_OUT]; with
 # a baseline (the same from scratch), both side by side on one thread each, else on one thread
 # (the callers run two at a time).
 finetune() {
     local out=$1 ssl=$2 train=$3 stats=$4 s=$5 base=${6:-}
-    local extra=(--init_param "${ssl}:encoder:encoder" --num_threads 1 --cpu_procs 1)
+    local extra=(--init_param "${ssl}:encoder:encoder" --num_threads 1)
     if [ -n "${base}" ]; then extra+=(--baseline_output_dir "${base}" --concurrent); fi
     # shellcheck disable=SC2046
     ${python} -m chunkssl_espnet.recipe train --task asr --config "$(task_config asr)" \
         --train_dir "${train}" --valid_dir "${setdir}/${valid_set}" --stats_dir "${stats}" \
         --token_list "$(bpe_dir asr)/tokens.txt" --bpemodel "$(bpe_dir asr)/bpe.model" \
-        --output_dir "${out}" ${asr_epochs:+--max_epoch ${asr_epochs}} $(dist_opts) \
-        "${extra[@]}" -- --seed "${s}"
+        --output_dir "${out}" ${asr_epochs:+--max_epoch ${asr_epochs}} "${extra[@]}" \
+        $(dist_opts) -- --seed "${s}"
 }
 ssl_of() { echo "${study}/ssl_$1/valid.loss.ave.pth"; }
 
