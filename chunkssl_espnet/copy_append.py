@@ -89,13 +89,12 @@ def copy_append_forward(
     clean = torch.nn.functional.pad(feats, (0, 0, 0, pad))
     masked = torch.nn.functional.pad(masked_feats, (0, 0, 0, pad))
 
-    base = encoder.embed(clean)  # (B, N*c, D)
-    parts = [base]
-    if n > 1:
+    if n > 1:  # base stream and copies sub-sampled in one convolution call
         ctx = clean.view(b, n, fb, f)[:, :-1, fb - LEFT_CONTEXT :]  # (B, N-1, 4, F) clean
         seg = masked.view(b, n, fb, f)[:, 1:]  # (B, N-1, fb, F) masked copies
-        parts.append(encoder.embed.forward_segments(ctx, seg))  # (B, (N-1)*c, D)
-    x = torch.cat(parts, dim=1)
+        x = encoder.embed.forward_segments(ctx, seg, head=clean)  # (B, N*c + (N-1)*c, D)
+    else:
+        x = encoder.embed(clean)  # (B, c, D)
 
     device = x.device
     base_pos = torch.arange(n * c, device=device)

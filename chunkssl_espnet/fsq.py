@@ -12,7 +12,7 @@ consecutive groups of channels.
 
 import math
 import numbers
-from typing import Dict, List, Sequence, Union
+from typing import Dict, List, Sequence, Tuple, Union
 
 import torch
 
@@ -81,6 +81,7 @@ class FSQ(torch.nn.Module):
         self.register_buffer(
             "_half_width", torch.tensor([lv // 2 for lv in self.levels], dtype=torch.int64), False
         )
+        self._radix_cache: Dict[Tuple[int, str], torch.Tensor] = {}
 
     def extra_repr(self) -> str:
         return f"levels={self.levels}, codebook_size={self.codebook_size}"
@@ -134,6 +135,37 @@ class FSQ(torch.nn.Module):
         if group_size < 1:
             raise ValueError(f"group_size must be >= 1, got {group_size}")
         return [math.prod(self.levels[i : i + group_size]) for i in range(0, self.dim, group_size)]
+
+    @torch.no_grad()
+    def group_indices_of(self, z: torch.Tensor, group_size: int) -> torch.Tensor:
+        """Per-group indices (..., G) int64 straight from pre-quantisation values z (..., d).
+
+        Equal to ``group_indices(quantize(z), group_size)``: the same bounding and rounding,
+        then the digits' mixed-radix sums as one small product, without the codes in between
+        (the labelling pass of pre-training; about 3x fewer operators, in place; no gradient).
+        """
+        self._check_last_dim(z, "z")
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            eps = 1.0e-3
+            levels = self._levels.float()
+            half_l = (levels - 1.0) * (1.0 + eps) / 2.0
+            offset = torch.where(self._levels % 2 == 0, 0.5, 0.0)
+            digits = (z.float() + torch.atanh(offset / half_l)).tanh_()
+            digits = digits.mul_(half_l).sub_(offset).round_().add_(self._half_width.float())
+            return (digits @ self._radix(group_size, z.device)).round_().long()  # exact: < 2^24
+
+    def _radix(self, group_size: int, device: torch.device) -> torch.Tensor:
+        """(d, G) fp32: column g holds group g's local mixed-radix basis (cached per device)."""
+        key = (group_size, str(device))
+        if key not in self._radix_cache:
+            sizes = self.group_sizes(group_size)
+            radix = torch.zeros(self.dim, len(sizes))
+            for g in range(len(sizes)):
+                lo, hi = g * group_size, min((g + 1) * group_size, self.dim)
+                radix[lo:hi, g] = torch.tensor(
+                    [math.prod(self.levels[lo:i]) for i in range(lo, hi)], dtype=torch.float32)
+            self._radix_cache[key] = radix.to(device)
+        return self._radix_cache[key]
 
     def group_indices(self, codes: torch.Tensor, group_size: int) -> torch.Tensor:
         """Codes (..., d) to per-group mixed-radix indices (..., G) int64.

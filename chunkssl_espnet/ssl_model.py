@@ -7,6 +7,7 @@ pass on the masked utterance); the group masked prediction loss on the masked fr
 copies.
 """
 
+import contextlib
 from typing import Dict, List, Optional, Set, Tuple, Union
 
 import numpy as np
@@ -29,6 +30,8 @@ from chunkssl_espnet.tokenizer import FSQTokenizer, build_tokenizer, load_tokeni
 
 #: Upper bound of a global batch's utterance count, the stride of the per-utterance mask seeds.
 MAX_GLOBAL_BATCH = 2**20
+#: ``model_conf.autocast_dtype`` values: the dtype of the encoder pass's autocast (None: off).
+AUTOCAST_DTYPES = {None: None, "bfloat16": torch.bfloat16}
 
 
 def tokenizer_spec(tokenizer: FSQTokenizer, source: Optional[str] = None) -> Dict:
@@ -91,6 +94,9 @@ class ChunkSSLModel(ESPnetSSLModel):
             checkpoint loaded next holds its tensors); used when ``tokenizer_dir`` is None.
         mask_ratio, mask_span, mask_noise_std: masking (docs/method.md section 5).
         valid_seed: seed of the masks drawn in eval mode, so validation losses are comparable.
+        autocast_dtype: ``bfloat16`` runs the encoder pass under autocast in bf16, on CPU and
+            CUDA (ESPnet's ``--use_amp`` autocasts on CUDA only). The fbank, the tokenizer and its
+            FSQ targets, and the loss stay in fp32; parameters and gradients stay fp32.
     """
 
     @typechecked
@@ -112,6 +118,7 @@ class ChunkSSLModel(ESPnetSSLModel):
         mask_span: int = 4,
         mask_noise_std: float = 0.1,
         valid_seed: int = 0,
+        autocast_dtype: Optional[str] = None,
         **kwargs,
     ):
         super().__init__(frontend, specaug, normalize, preencoder, encoder, losses,
@@ -145,6 +152,12 @@ class ChunkSSLModel(ESPnetSSLModel):
         self.mask_span = mask_span
         self.mask_noise_std = mask_noise_std
         self.valid_seed = valid_seed
+        if autocast_dtype not in AUTOCAST_DTYPES:
+            raise ValueError(
+                f"model_conf.autocast_dtype must be one of {sorted(map(str, AUTOCAST_DTYPES))}, "
+                f"got {autocast_dtype!r}"
+            )
+        self.autocast_dtype = AUTOCAST_DTYPES[autocast_dtype]
 
     def mask_seeds(self, batch_size: int) -> List[int]:
         """Seeds of this step's per-utterance masks.
@@ -205,8 +218,12 @@ class ChunkSSLModel(ESPnetSSLModel):
             feats, lens, self.encoder.embed_lengths(lens), chunk, self.mask_seeds(feats.shape[0]),
             self.mask_ratio, self.mask_span, self.mask_noise_std, SUBSAMPLING,
         )
-        out = copy_append_forward(self.encoder, feats, lens, chunk, frame_mask, left, masked)
-        hs = list(out.copies_hs[:-1]) + [out.copies]
+        amp = contextlib.nullcontext()  # without ours, an outer autocast (--use_amp) applies
+        if self.autocast_dtype is not None:
+            amp = torch.autocast(device_type=feats.device.type, dtype=self.autocast_dtype)
+        with amp:
+            out = copy_append_forward(self.encoder, feats, lens, chunk, frame_mask, left, masked)
+        hs = [h.float() for h in list(out.copies_hs[:-1]) + [out.copies]]  # the loss is fp32
         return {
             "encoder_output": hs,
             "encoder_output_lengths": out.olens,

@@ -14,6 +14,7 @@ from espnet.nets.pytorch_backend.transformer.embedding import RelPositionalEncod
 
 from chunkssl_espnet.chunk_mask import plain_chunk_mask
 from chunkssl_espnet.encoder.attention import (
+    AttentionPlan,
     RelativePositions,
     RelPositionMultiHeadAttention,
     sinusoid,
@@ -56,7 +57,7 @@ def _espnet(ref, x, mask):
 def _ours(ours, x, additive, pos=None):
     pos = torch.arange(T) if pos is None else pos
     with torch.no_grad():
-        return ours(x, RelativePositions(pos, pos, D), additive)[0]
+        return ours(x, AttentionPlan.dense(RelativePositions(pos, pos, D), additive))[0]
 
 
 def test_sinusoid_table_is_espnets_reversed():

@@ -89,9 +89,11 @@ def test_ssl_throughput_benchmark_toy(tmp_path, librivox_dir):
     saved = json.loads(out.read_text())
     assert saved["benchmark"] == "ssl_throughput" and saved["table"] == result["table"]
     names = [r["name"] for r in saved["results"]]
-    assert names == ["ours_chunk_640ms", "ours_offline", "espnet_hubert_fbank40"]
+    assert names == ["ours_chunk_640ms", "ours_chunk_640ms_dense", "ours_offline",
+                     "espnet_hubert_fbank40"]
     for r in saved["results"]:
         assert r["step"]["median_s"] > 0 and r["last_loss"] == r["last_loss"]  # not NaN
+        assert r["memory_per_utterance"]["peak_bytes"] > 0
         assert r["audio_s_per_s"] == pytest.approx(3.0 / r["step"]["median_s"])
     # the ESPnet encoder sees as many frames as ours (40 ms): 1.5 s -> 38 frames
     assert saved["encoder_params"]["espnet_hubert_fbank40_frames"] == 38
@@ -107,6 +109,18 @@ def test_ssl_throughput_benchmark_toy(tmp_path, librivox_dir):
             r["flops"]["step_gflop"] / r["step"]["median_s"])
     flop_ratio = saved["flop_ratios"]["ours_chunk_640ms_over_ours_offline"]
     assert flop_ratio > 1  # copy-and-append does more work than the offline pass
-    assert {"cost_ours_chunk_640ms_over_espnet_hubert_fbank40",
-            "cost_ours_chunk_640ms_over_ours_offline", "mfu_ours_chunk"} == set(saved["goals"])
+    assert {"cost_ours_chunk_640ms_over_ours_offline", "mfu_ours_chunk",
+            "time_over_flop_ratio_ours_chunk_640ms_over_ours_offline"} == set(saved["goals"])
     assert "| ours_chunk_640ms |" in saved["table"]
+
+
+def test_ssl_throughput_benchmark_toy_bf16(tmp_path, librivox_dir):
+    """``--bf16``: every step runs under bf16 autocast and still trains (finite losses)."""
+    result = ssl_throughput.main([
+        "--size", "toy", "--batch-size", "1", "--seconds", "1.5", "--repeats", "1",
+        "--warmup", "0", "--matmul-size", "64", "--no-profile", "--no-dense", "--no-memory",
+        "--no-flops", "--bf16", "--librivox-dir", str(librivox_dir),
+    ])  # fmt: skip
+    assert result["config"]["bf16"] is True
+    for r in result["results"]:
+        assert r["last_loss"] == r["last_loss"] and r["last_loss"] > 0

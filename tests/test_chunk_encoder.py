@@ -10,9 +10,11 @@ TOL = 1e-5
 
 
 def tiny_encoder(**kw) -> ChunkConformerEncoder:
+    """d 16, 2 blocks; attention blocks of 8 query frames, so that the block-sparse attention
+    runs several blocks on the tests' 50-frame utterances (the default, 64, would be dense)."""
     torch.manual_seed(0)
     conf = dict(output_size=16, attention_heads=2, linear_units=32, num_blocks=2,
-                cnn_module_kernel=5, dropout_rate=0.0)
+                cnn_module_kernel=5, dropout_rate=0.0, attention_block_frames=8)
     conf.update(kw)
     return ChunkConformerEncoder(80, **conf).eval()
 

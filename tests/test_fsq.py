@@ -129,3 +129,24 @@ def test_bad_inputs_raise():
         fsq.group_sizes(0)
     with pytest.raises(ValueError, match="unknown FSQ levels"):
         resolve_levels("3M")
+
+
+@pytest.mark.parametrize("levels", [[5] * 9, [8, 5, 5, 5], [8, 6, 5], [2] * 10])
+@pytest.mark.parametrize("group_size", [1, 2, 3, 4])
+def test_group_indices_of_z_equal_the_codes_path(levels, group_size):
+    """The labelling shortcut (bound, round, one radix product) gives exactly the indices of
+    quantize then group_indices, on values spread over and beyond every level, and on the
+    level boundaries themselves (z exactly halfway between two grid points)."""
+    fsq = FSQ(levels)
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(4000, fsq.dim, generator=g) * 3
+    idx = torch.randint(0, fsq.codebook_size, (500,), generator=g)
+    grid = fsq.indices_to_codes(idx)
+    half = 1.0 / torch.tensor([max(1, lv // 2) for lv in levels], dtype=torch.float32)
+    halfway = _inverse_bound(fsq, (grid + 0.5 * half).clamp(-1, 1))
+    z = torch.cat([z, halfway[torch.isfinite(halfway).all(-1)]])  # the top edge has no halfway
+    ref = fsq.group_indices(fsq.quantize(z), group_size)
+    got = fsq.group_indices_of(z, group_size)
+    assert got.dtype == torch.int64 and torch.equal(got, ref)
+    assert torch.equal(fsq.group_indices_of(z.to(torch.bfloat16), group_size),
+                       fsq.group_indices(fsq.quantize(z.to(torch.bfloat16)), group_size))

@@ -31,9 +31,10 @@ LIBRIVOX_DIR = Path("/usr/share/pocketsphinx/test/data/librivox")
 #: Chunk sizes the benchmarks report by default (4, 8, 16 and 32 encoder frames).
 DEFAULT_CHUNK_MS = (160, 320, 640, 1280)
 #: Encoder sizes of the benchmarks that train or build ESPnet models of both systems: the
-#: ``tiny`` preset, and ``toy`` for the tests.
+#: ``tiny`` and ``base`` presets (base: for a GPU, tools/gpu_bench.sh), and ``toy`` for the tests.
 SIZES = {
     "tiny": dict(ENCODER_PRESETS["tiny"]),
+    "base": dict(ENCODER_PRESETS["base"]),
     "toy": dict(output_size=32, attention_heads=2, linear_units=64, num_blocks=2,
                 cnn_module_kernel=7),
 }  # fmt: skip

@@ -223,14 +223,20 @@ def bench_config(
         "naive_extrapolated": extrapolated,
     }
 
+    def amp():  # --bf16: the steps' forward under autocast (the equivalence check is fp32)
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
+
     def ca() -> None:
-        copy_append_step(encoder, inp, chunk)
+        with amp():
+            copy_append_step(encoder, inp, chunk)
 
     def naive() -> None:
-        naive_step(encoder, inp, chunk, timed_starts)
+        with amp():
+            naive_step(encoder, inp, chunk, timed_starts)
 
     def naive_warmup() -> None:  # the shortest and the longest pass (warm-up and memory)
-        naive_step(encoder, inp, chunk, memory_passes(starts))
+        with amp():
+            naive_step(encoder, inp, chunk, memory_passes(starts))
 
     times = time_interleaved({"copy_append": ca, "naive": naive}, device, args.repeats,
                              args.warmup, warmup_fns={"naive": naive_warmup})  # fmt: skip
@@ -316,6 +322,7 @@ def get_parser() -> argparse.ArgumentParser:
         help="equivalence check on the first N fbank frames only (0: the whole utterance)",
     )  # fmt: skip
     parser.add_argument("--profile", action="store_true", help="top ops of each step")
+    parser.add_argument("--bf16", action="store_true", help="steps under bf16 autocast")
     add_common_args(parser, repeats=3)
     return parser
 

@@ -15,7 +15,8 @@ from ``T-1`` down to ``-(T-1)``, ours from the smallest up (tests/test_attention
 """
 
 import math
-from typing import Optional, Tuple
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +55,44 @@ class RelativePositions:
         self.index = rel - rmin
 
 
+@dataclass
+class AttentionBlock:
+    """One dense piece of a block-sparse attention: queries ``q_idx`` against keys ``k_idx``.
+
+    Attributes:
+        q_idx: (Lq,) int64 indices of the queries among the pass's L frames; None for all.
+        k_idx: (Lk,) int64 indices of the keys; None for all.
+        rel: relative positions of these queries against these keys.
+        mask: (B or 1, 1, Lq, Lk) additive mask.
+    """
+
+    q_idx: Optional[torch.Tensor]
+    k_idx: Optional[torch.Tensor]
+    rel: RelativePositions
+    mask: torch.Tensor
+
+
+@dataclass
+class AttentionPlan:
+    """Which query/key pairs one encoder pass computes, shared by all its layers.
+
+    The blocks' queries partition the L frames; each block holds every key its queries may see,
+    so the attention equals the dense masked one: a key outside a block has zero weight there.
+
+    Attributes:
+        blocks: the dense pieces.
+        restore: (L,) int64 position of frame ``l``'s output in the blocks' outputs laid end to
+            end; None with a single block over all frames.
+    """
+
+    blocks: List[AttentionBlock]
+    restore: Optional[torch.Tensor] = None
+
+    @classmethod
+    def dense(cls, rel: RelativePositions, mask: torch.Tensor) -> "AttentionPlan":
+        return cls([AttentionBlock(None, None, rel, mask)])
+
+
 class RelPositionMultiHeadAttention(torch.nn.Module):
     """Multi-head self-attention with relative positions and an additive mask."""
 
@@ -77,16 +116,15 @@ class RelPositionMultiHeadAttention(torch.nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        rel: RelativePositions,
-        mask: torch.Tensor,
+        plan: AttentionPlan,
         cache: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Self-attention of ``x`` over ``[cache, x]``.
+        """Self-attention of ``x`` over ``[cache, x]``, the pairs of ``plan`` only.
 
         Args:
             x: (B, L, D) queries (and new keys/values).
-            rel: relative positions of the L queries against the ``Tc + L`` keys.
-            mask: (B or 1, 1, L, Tc + L) additive mask.
+            plan: the blocks to compute. With a cache, a single block of all L queries against
+                the ``Tc + L`` keys (relative positions and (B or 1, 1, L, Tc + L) mask).
             cache: (B, H, Tc, 2 * d_k) keys and values of earlier frames, or None.
         Returns:
             out (B, L, D) and the keys/values of ``[cache, x]``: (B, H, Tc + L, 2 * d_k).
@@ -100,16 +138,42 @@ class RelPositionMultiHeadAttention(torch.nn.Module):
             k = torch.cat([ck, k], dim=2)
             v = torch.cat([cv, v], dim=2)
         new_cache = torch.cat([k, v], dim=-1)
-
-        p = self.linear_pos(rel.table.to(x.dtype)).view(-1, self.h, self.d_k)  # (R, H, d_k)
-        q_v = q + self.pos_bias_v[None, :, None, :]
-        bd = torch.einsum("bhqd,rhd->bhqr", q_v, p)  # (B, H, L, R)
-        idx = rel.index[None, None].expand(b, self.h, -1, -1)
-        bd = torch.gather(bd, -1, idx)  # (B, H, L, Tc + L)
-        bias = (bd.float() / math.sqrt(self.d_k) + mask).to(q.dtype)
-        q_u = q + self.pos_bias_u[None, :, None, :]
-        out = F.scaled_dot_product_attention(
-            q_u, k, v, attn_mask=bias, dropout_p=self.dropout_rate if self.training else 0.0
-        )
+        if plan.restore is None:
+            (block,) = plan.blocks
+            out = self.attend(q, k, v, block.rel, block.mask)
+        else:
+            outs = [
+                self.attend(q.index_select(2, blk.q_idx), k.index_select(2, blk.k_idx),
+                            v.index_select(2, blk.k_idx), blk.rel, blk.mask)
+                for blk in plan.blocks
+            ]
+            out = torch.cat(outs, dim=2).index_select(2, plan.restore)
         out = out.transpose(1, 2).reshape(b, t, self.h * self.d_k)
         return self.linear_out(out), new_cache
+
+    def attend(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        rel: RelativePositions,
+        mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """Scaled dot-product attention with the relative-position term.
+
+        Args:
+            q: (B, H, Lq, d_k); k, v: (B, H, Lk, d_k); mask: (B or 1, 1, Lq, Lk) additive.
+        Returns:
+            (B, H, Lq, d_k).
+        """
+        b = q.shape[0]
+        p = self.linear_pos(rel.table.to(q.dtype)).view(-1, self.h, self.d_k)  # (R, H, d_k)
+        q_v = q + self.pos_bias_v[None, :, None, :]
+        bd = torch.einsum("bhqd,rhd->bhqr", q_v, p)  # (B, H, Lq, R)
+        idx = rel.index[None, None].expand(b, self.h, -1, -1)
+        bd = torch.gather(bd, -1, idx)  # (B, H, Lq, Lk)
+        bias = (bd.float() / math.sqrt(self.d_k) + mask).to(q.dtype)
+        q_u = q + self.pos_bias_u[None, :, None, :]
+        return F.scaled_dot_product_attention(
+            q_u, k, v, attn_mask=bias, dropout_p=self.dropout_rate if self.training else 0.0
+        )

@@ -15,12 +15,12 @@ from typeguard import typechecked
 
 from chunkssl_espnet.chunk_mask import (
     additive_mask,
-    chunk_index,
     chunk_visibility,
     sample_chunk_config,
     validate_chunk_sizes,
 )
-from chunkssl_espnet.encoder.attention import RelativePositions
+from chunkssl_espnet.encoder.attention import AttentionPlan, RelativePositions
+from chunkssl_espnet.encoder.block_sparse import BLOCK_QUERY_FRAMES, chunk_attention_plan
 from chunkssl_espnet.encoder.layers import ConformerLayer, StreamLayout
 from chunkssl_espnet.encoder.subsampling import LEFT_CONTEXT, Conv2dSubsampling4
 from chunkssl_espnet.frames import ENCODER_FRAME_MS, SUBSAMPLING
@@ -49,6 +49,8 @@ class ChunkConformerEncoder(AbsEncoder):
         decoding_chunk_size, num_decoding_left_chunks: used in eval mode (-1 = full / all).
         subsampling_channels: channels of the sub-sampling convolutions (default: the model
             dimension).
+        attention_block_frames: base query frames per block of the block-sparse chunk attention
+            (``encoder/block_sparse.py``); 0 computes the dense masked attention. Equal results.
     """
 
     @typechecked
@@ -71,6 +73,7 @@ class ChunkConformerEncoder(AbsEncoder):
         decoding_chunk_size: int = -1,
         num_decoding_left_chunks: int = -1,
         subsampling_channels: Optional[int] = None,
+        attention_block_frames: int = BLOCK_QUERY_FRAMES,
     ):
         super().__init__()
         if preset is not None and preset not in ENCODER_PRESETS:
@@ -99,6 +102,7 @@ class ChunkConformerEncoder(AbsEncoder):
         self.full_context_prob = full_context_prob
         self.left_chunks_choices = list(left_chunks_choices) if left_chunks_choices else None
         self.static_chunk_size = static_chunk_size
+        self.attention_block_frames = attention_block_frames
         self.set_decoding_chunk(decoding_chunk_size, num_decoding_left_chunks)
 
     # ------------------------------------------------------------------ configuration
@@ -187,13 +191,11 @@ class ChunkConformerEncoder(AbsEncoder):
         Returns:
             out (B, L, D) after the final LayerNorm, and the per-layer outputs.
         """
-        chunk = chunk_index(layout.pos, chunk_size)
-        vis = chunk_visibility(chunk, layout.copy_id, chunk, layout.copy_id, num_left_chunks)
-        mask = additive_mask(vis, key_valid, torch.float32)
-        rel = RelativePositions(layout.pos, layout.pos, self._output_size)
+        plan = chunk_attention_plan(layout.pos, layout.copy_id, chunk_size, num_left_chunks,
+                                    key_valid, self._output_size, self.attention_block_frames)
         hs = []
         for layer in self.encoders:
-            x, _, _ = layer(x, layout, rel, mask)
+            x, _, _ = layer(x, layout, plan)
             hs.append(x)
         return self.after_norm(x), hs
 
@@ -253,11 +255,11 @@ class ChunkConformerEncoder(AbsEncoder):
         if chunk_lens is not None:
             new_valid = torch.arange(n, device=x.device)[None, :] < chunk_lens[:, None]
             key_valid = torch.cat([new_valid.new_ones(b, tc), new_valid], dim=1)
-        mask = additive_mask(vis, key_valid, torch.float32)
-        rel = RelativePositions(layout.pos, k_pos, self._output_size)
+        plan = AttentionPlan.dense(RelativePositions(layout.pos, k_pos, self._output_size),
+                                   additive_mask(vis, key_valid, torch.float32))
         att_out, cnn_out = [], []
         for i, layer in enumerate(self.encoders):
-            x, att_i, cnn_i = layer(x, layout, rel, mask, att_cache[:, i], cnn_cache[:, i])
+            x, att_i, cnn_i = layer(x, layout, plan, att_cache[:, i], cnn_cache[:, i])
             keep = att_i.shape[2]
             if required_cache_size >= 0:
                 keep = min(keep, required_cache_size)

@@ -6,7 +6,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from chunkssl_espnet.encoder.attention import RelativePositions, RelPositionMultiHeadAttention
+from chunkssl_espnet.encoder.attention import AttentionPlan, RelPositionMultiHeadAttention
 
 
 @dataclass
@@ -84,17 +84,21 @@ class CausalConvModule(torch.nn.Module):
         if cache is None or cache.shape[-1] == 0:
             cache = h.new_zeros(b, d, self.lorder)
         base_in = torch.cat([cache, h[:, :, :nb]], dim=2)  # (B, D, K-1 + nb)
-        outs = [self.depthwise(base_in)]
         if layout.num_copies:
-            m, c = layout.num_copies, layout.copy_len
+            # One convolution over [base, ctx_1, copy_1, ctx_2, copy_2, ...]: each copy after the
+            # K-1 base-stream frames before the chunk it copies. Output o sees inputs o .. o+K-1,
+            # so the c outputs that end on a copy's frames see its own segment only.
+            m, c, k1 = layout.num_copies, layout.copy_len, self.lorder
             copies = h[:, :, nb:].reshape(b, d, m, c)
             # base_in index of original position p is p + K - 1 (zeros before the start)
-            idx = layout.copy_start[:, None] + torch.arange(self.lorder, device=h.device)
-            ctx = base_in[:, :, idx]  # (B, D, M, K-1)
-            seg = torch.cat([ctx, copies], dim=3).permute(0, 2, 1, 3)  # (B, M, D, K-1 + c)
-            y = self.depthwise(seg.reshape(b * m, d, self.lorder + c))  # (B*M, D, c)
-            outs.append(y.reshape(b, m, d, c).permute(0, 2, 1, 3).reshape(b, d, m * c))
-        y = torch.cat(outs, dim=2).transpose(1, 2)  # (B, L, D)
+            idx = layout.copy_start[:, None] + torch.arange(k1, device=h.device)
+            seg = torch.cat([base_in[:, :, idx], copies], dim=3)  # (B, D, M, K-1 + c)
+            y = self.depthwise(torch.cat([base_in, seg.reshape(b, d, m * (k1 + c))], dim=2))
+            copies_y = F.pad(y[:, :, nb + k1 :], (0, k1)).reshape(b, d, m, k1 + c)[..., :c]
+            y = torch.cat([y[:, :, :nb], copies_y.reshape(b, d, m * c)], dim=2)
+        else:
+            y = self.depthwise(base_in)
+        y = y.transpose(1, 2)  # (B, L, D)
         y = F.silu(self.norm(y))
         y = self.pointwise2(y.transpose(1, 2)).transpose(1, 2)
         new_cache = base_in[:, :, base_in.shape[2] - self.lorder :]
@@ -121,19 +125,18 @@ class ConformerLayer(torch.nn.Module):
         self,
         x: torch.Tensor,
         layout: StreamLayout,
-        rel: RelativePositions,
-        mask: torch.Tensor,
+        plan: AttentionPlan,
         att_cache: Optional[torch.Tensor] = None,
         cnn_cache: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Args:
-            x: (B, L, D); mask: (B or 1, 1, L, Tc + L) additive.
+            x: (B, L, D); plan: the attention's query/key blocks (relative positions, masks).
             att_cache: (B, H, Tc, 2 * d_k) or None; cnn_cache: (B, D, K - 1) or None.
         Returns:
             (B, L, D), new att_cache (B, H, Tc + L, 2 * d_k), new cnn_cache (B, D, K - 1).
         """
         x = x + 0.5 * self.dropout(self.ff1(self.norm_ff1(x)))
-        a, new_att = self.attn(self.norm_att(x), rel, mask, att_cache)
+        a, new_att = self.attn(self.norm_att(x), plan, att_cache)
         x = x + self.dropout(a)
         c, new_cnn = self.conv(self.norm_conv(x), layout, cnn_cache)
         x = x + c

@@ -65,24 +65,37 @@ class Conv2dSubsampling4(torch.nn.Module):
         """
         return self.forward(torch.cat([context, xs], dim=1))[:, 1:]
 
-    def forward_segments(self, context: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
-        """Sub-sample M segments per utterance in one image per utterance.
+    def forward_segments(
+        self, context: torch.Tensor, xs: torch.Tensor, head: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """Sub-sample M segments per utterance (after an optional head) in one image.
 
         Equal to :meth:`forward_segment` on each ``[context[:, m], xs[:, m]]`` (exactly: the
         segments are laid end to end, each ``LEFT_CONTEXT + T`` frames, a multiple of 4, and
         every output kept depends only on frames of its own segment), but one large image per
         utterance runs faster than M small ones (measured 2x in the copies' backward on CPU).
+        A ``head`` (the base stream of copy-and-append) goes first in the same image and is
+        sub-sampled as by :meth:`forward`: one convolution call for the whole pass.
 
         Args:
             context: (B, M, LEFT_CONTEXT, F) the fbank frames before each segment.
             xs: (B, M, T, F) the segments, T a multiple of 4.
+            head: (B, T0, F) with T0 a multiple of 4, or None.
         Returns:
-            (B, M * T // 4, D).
+            (B, T0 // 4 + M * T // 4, D): the head's frames, then the segments'.
         """
         b, m, t, f = xs.shape
         if t % SUBSAMPLING:
             raise ValueError(f"segments must be a multiple of {SUBSAMPLING} frames, got {t}")
-        image = torch.cat([context, xs], dim=2).reshape(b, m * (LEFT_CONTEXT + t), f)
-        y = self.forward(image)  # (B, M * (1 + T // 4), D)
+        parts = [torch.cat([context, xs], dim=2).reshape(b, m * (LEFT_CONTEXT + t), f)]
+        t0 = 0
+        if head is not None:
+            if head.shape[1] % SUBSAMPLING:
+                raise ValueError(f"the head must be a multiple of {SUBSAMPLING} frames, got "
+                                 f"{head.shape[1]}")
+            parts.insert(0, head)
+            t0 = head.shape[1] // SUBSAMPLING
+        y = self.forward(torch.cat(parts, dim=1))  # (B, T0 // 4 + M * (1 + T // 4), D)
         n = t // SUBSAMPLING
-        return y.reshape(b, m, 1 + n, -1)[:, :, 1:].reshape(b, m * n, -1)
+        segs = y[:, t0:].reshape(b, m, 1 + n, -1)[:, :, 1:].reshape(b, m * n, -1)
+        return segs if head is None else torch.cat([y[:, :t0], segs], dim=1)

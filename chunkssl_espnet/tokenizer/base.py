@@ -71,6 +71,20 @@ class FSQTokenizer(torch.nn.Module, ABC):
         self.eval()
         return self
 
+    def _apply(self, fn, recurse: bool = True):
+        """Moves between devices apply, casts to another dtype do not: the tokenizer computes
+        its targets in fp32, so a model cast whole (``model.to(torch.bfloat16)``, ESPnet's
+        ``--train_dtype``) keeps the same codes instead of a projection in another dtype than
+        its (fp32) input."""
+
+        def move_only(t: torch.Tensor) -> torch.Tensor:
+            moved = fn(t)
+            if t.is_floating_point() and moved.dtype != t.dtype:
+                return t.to(device=moved.device)
+            return moved
+
+        return super()._apply(move_only, recurse)
+
     @abstractmethod
     def project(self, x: torch.Tensor) -> torch.Tensor:
         """Stacked frames x (..., frame_dim) fp32 to pre-quantisation values z (..., d)."""
@@ -154,10 +168,10 @@ class FSQTokenizer(torch.nn.Module, ABC):
             targets: (B, T // stack, G) int64, group g in ``[0, group_sizes[g])``, -1 beyond
             ``out_lens``; out_lens: (B,).
         """
-        codes, out_lens = self.codes(feats, lens)
-        x_valid = torch.arange(codes.shape[1], device=codes.device) < out_lens.unsqueeze(1)
-        targets = self.fsq.group_indices(codes, group_size)
-        return targets.masked_fill(~x_valid.unsqueeze(-1), -1), out_lens
+        x, out_lens, valid = self.stack_input(feats, lens)
+        with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
+            targets = self.fsq.group_indices_of(self.project(x), group_size)
+        return targets.masked_fill_(~valid.unsqueeze(-1), -1), out_lens
 
     # ----------------------------------------------------------------------------------------
     def save(self, directory: Union[str, Path]) -> None:
