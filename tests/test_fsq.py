@@ -150,3 +150,13 @@ def test_group_indices_of_z_equal_the_codes_path(levels, group_size):
     assert got.dtype == torch.int64 and torch.equal(got, ref)
     assert torch.equal(fsq.group_indices_of(z.to(torch.bfloat16), group_size),
                        fsq.group_indices(fsq.quantize(z.to(torch.bfloat16)), group_size))
+
+
+def test_group_indices_of_z_exact_for_groups_beyond_fp32_integers():
+    """One group over the whole 244M codebook: indices above 2^24, which fp32 sums would round."""
+    fsq = FSQ(resolve_levels("244M"))
+    assert fsq.codebook_size > 2**24
+    z = torch.randn(20000, fsq.dim, generator=torch.Generator().manual_seed(3)) * 3
+    ref = fsq.group_indices(fsq.quantize(z), fsq.dim)
+    assert ref.max() > 2**24
+    assert torch.equal(fsq.group_indices_of(z, fsq.dim), ref)

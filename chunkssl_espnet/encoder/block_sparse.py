@@ -50,8 +50,8 @@ def chunk_attention_plan(
     """
     chunk = chunk_index(pos, chunk_size)
     num_chunks = int(chunk.max()) + 1 if pos.numel() else 1
-    group = max(1, block_frames // chunk_size) if chunk_size > 0 else num_chunks
-    if chunk_size <= 0 or block_frames <= 0 or group >= num_chunks:
+    group = max(1, block_frames // chunk_size) if chunk_size > 0 else 0
+    if group == 0 or block_frames <= 0 or group >= num_chunks:
         vis = chunk_visibility(chunk, copy_id, chunk, copy_id, num_left_chunks)
         return AttentionPlan.dense(RelativePositions(pos, pos, dim),
                                    additive_mask(vis, key_valid, torch.float32))
