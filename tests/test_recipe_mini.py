@@ -74,6 +74,11 @@ def test_toy_recipe_end_to_end(toy_run: Tuple[Path, subprocess.CompletedProcess]
     assert re.search(rf"\| relative change \[95% CI\] \| {gain_cell} \|", results), results
     assert "## test_seen" in results and "## test_unseen" in results
     assert "rtf" in results and "mean_chunk_latency_ms" in results
+    # stage 9's deployment: sherpa-onnx fp32 and int8 beside PyTorch streaming, both test sets
+    for variant in ("fp32", "int8"):
+        assert len(re.findall(rf"\| sherpa-onnx {variant}, CTC greedy, 4 left chunks \| 640 \| "
+                              r"\d+\.\d\d \| \d\.\d{4} \|", results)) == 2, results
+    assert (exp / "asr_ssl/onnx_chunk16/model.int8.onnx").is_file()
 
     for png in ("loss_ssl.png", "loss_downstream.png", "wer_vs_chunk_test_seen.png",
                 "wer_vs_chunk_test_unseen.png"):
@@ -101,7 +106,8 @@ def test_toy_recipe_end_to_end(toy_run: Tuple[Path, subprocess.CompletedProcess]
     assert "valid.loss.ave.pth" not in (exp / "asr_scratch" / "config.yaml").read_text()
     assert "--toy true" in (exp / "commands.log").read_text()
     for folder in ("stats", "stats_ssl", "tokenizer_random", "asr_ssl/decode_test_seen_offline",
-                   "asr_ssl/decode_test_unseen_stream/chunk8"):
+                   "asr_ssl/decode_test_unseen_stream/chunk8", "asr_ssl/onnx_chunk16",
+                   "asr_ssl/decode_test_unseen_sherpa/int8_chunk16"):
         assert (exp / folder / "run_info.json").is_file(), folder
 
 

@@ -35,7 +35,7 @@ echo "setup_venv: installing into ${venv} (torch 2.12.1 + espnet 202511: about 5
 # --no-compile: pip would write the bytecode of all 16,000 modules of the venv, one at a time
 # (80 s here), while the recipes and tests import some 4,000; they are compiled below.
 "${venv}/bin/python" -m pip install -q --no-compile -c requirements/constraints.txt \
-    -e ".[test,lint,st]"
+    -e ".[test,lint,st,deploy]"
 # The bytecode of what runs, in both of Python's modes, two processes at once: the optimised one
 # (*.opt-1.pyc) that the recipes' PYTHONOPTIMIZE=1 reads (path.sh), and the plain one of the test
 # processes. With PYTHONDONTWRITEBYTECODE set, Python would otherwise compile every module from

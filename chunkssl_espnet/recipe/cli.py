@@ -5,7 +5,7 @@ Each sub-command maps its options onto one function of this package; arguments a
 one ``error: ...`` message (what failed, which file, where the log is) and exit 1.
 
 Commands: check-data, dump, combine, holdout, stats, step, train, decode, stream-decode,
-score, study-report.
+deploy, score, study-report.
 """
 
 from __future__ import annotations
@@ -144,6 +144,14 @@ def _stream_decode(a: argparse.Namespace) -> object:
     return "\n".join(str(d) for d in dirs)
 
 
+def _deploy(a: argparse.Namespace) -> object:
+    from chunkssl_espnet.recipe.deploy import deploy_model
+
+    dirs = deploy_model(a.model_dir, a.data_dirs, a.chunk_size, a.num_left_chunks,
+                        a.model_file, force=a.force, argv=a.argv)
+    return "\n".join(str(d) for d in dirs)
+
+
 def _score(a: argparse.Namespace) -> object:
     from chunkssl_espnet.recipe.results import parse_labelled, score_recipe
 
@@ -269,6 +277,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ref_name", help="ST: reference file in each data dir (BLEU, lagging)")
     p.add_argument("--chunk_sizes", type=int, nargs="+", required=True,
                    help=f"encoder frames of {ENCODER_FRAME_MS} ms")
+
+    p = add("deploy", _deploy, "ONNX export (fp32, int8) and sherpa-onnx streaming decoding")
+    p.add_argument("--model_dir", required=True, help="an ESPnet ASR experiment folder")
+    p.add_argument("--model_file", default="valid.loss.ave.pth")
+    p.add_argument("--data_dirs", nargs="+", required=True, help="test sets")
+    p.add_argument("--chunk_size", type=int, default=16, help=f"encoder frames of "
+                   f"{ENCODER_FRAME_MS} ms")
+    p.add_argument("--num_left_chunks", type=int, default=4)
 
     p = add("score", _score, "score all decodings, write RESULTS.md, results.json and plots")
     p.add_argument("--exp_dir", required=True)

@@ -104,6 +104,11 @@ def score_model(
             summary = folder / "summary.json"
             res["summary"] = json.loads(summary.read_text()) if summary.is_file() else {}
             out["streaming"][int(m.group(1))] = res
+    for folder in sorted((model_dir / f"decode_{test_set}_sherpa").glob("*_chunk*")):
+        if _complete(folder):
+            res = score_file(ref, folder / "text", metric)
+            res["summary"] = json.loads((folder / "summary.json").read_text())
+            out.setdefault("sherpa", {})[folder.name] = res
     return out
 
 
@@ -215,7 +220,32 @@ def results_markdown(
                     for c, r in sorted(stream.items())]
             parts.append(f"### {test_set}: streaming decoder of {labels[model]}\n\n"
                          + markdown_table(rows, cols))
+        for model, s in per_model.items():
+            if s.get("sherpa"):
+                parts.append(_deploy_table(s, name, f"### {test_set}: {labels[model]} deployed "
+                                           "(ONNX, sherpa-onnx) against PyTorch streaming"))
     return "\n".join(parts)
+
+
+def _deploy_table(s: Mapping[str, object], name: str, heading: str) -> str:
+    """sherpa-onnx fp32 and int8 beside the PyTorch streaming decoder at the same chunk size."""
+    cols = ["decoder", "chunk (ms)", name, "RTF", "model MB"]
+    rows, shown = [], set()
+    for variant, r in sorted(s["sherpa"].items()):
+        summ = r["summary"]
+        c = summ["chunk_size_frames"]
+        torch_r = s["streaming"].get(c)
+        if torch_r is not None and c not in shown:
+            shown.add(c)
+            rtf = torch_r["summary"].get("rtf")
+            rows.append({"decoder": "PyTorch, CTC prefix beam + attention rescoring, all left "
+                         "chunks", "chunk (ms)": c * FRAME_MS, name: torch_r["score"],
+                         "RTF": "" if rtf is None else f"{rtf:.4f}", "model MB": ""})
+        rows.append({"decoder": f"sherpa-onnx {variant.split('_')[0]}, CTC greedy, "
+                     f"{summ['num_left_chunks']} left chunks", "chunk (ms)": c * FRAME_MS,
+                     name: r["score"], "RTF": f"{summ['rtf']:.4f}",
+                     "model MB": summ["model_bytes"] / 1e6})
+    return f"{heading}\n\n" + markdown_table(rows, cols)
 
 
 def stage_times(exp_dir: Path) -> str:

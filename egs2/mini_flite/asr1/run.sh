@@ -52,6 +52,9 @@ stream_chunk_sizes=16   # streaming chunk sizes in 40 ms encoder frames ("4 8 16
 stream_beam_size=4      # CTC prefix beam of the streaming decoder (10: same WER, 2x the time)
 stream_baseline=true    # also stream the from-scratch baseline
 stream_device=cpu       # latency is measured where the decoder runs
+deploy=true             # stage 9 also exports ${expdir}/asr_ssl to ONNX (fp32, int8) and decodes
+deploy_chunk_size=16    #   the test sets with sherpa-onnx at this chunk size (x 40 ms) and
+deploy_left_chunks=4    #   left context (the config trains with left_chunks_choices [-1, 4])
 datadir=data
 audio_dir=downloads/audio
 expdir=exp
@@ -61,7 +64,8 @@ Mini ASR recipe: flite/festival corpus -> statistics -> BPE -> FSQ tokenizer -> 
 and from-scratch baseline -> offline and streaming decoding -> RESULTS.md and plots in \${expdir}.
 Stages: 1 data generation, 2 data check, 3 feature statistics, 4 BPE, 5 tokenizer and 6 SSL (only
 with --pretrained_ssl ''), 7 ASR fine-tuning from SSL and from scratch (baseline), 8 offline
-decoding, 9 streaming decoding, 10 scoring.
+decoding, 9 streaming decoding (and, with --deploy true, ONNX export and sherpa-onnx decoding), 10
+scoring.
 Re-run one stage with --stage N --stop_stage N (done stages are skipped unless options changed)."
 
 . ../../TEMPLATE/stages.sh "$@"  # options, path.sh, log() and the shared stages
@@ -117,6 +121,14 @@ fi
 if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
     log "Stage 9: streaming decoding at chunk sizes ${stream_chunk_sizes} (x 40 ms)"
     decode_streaming asr
+    if [ "${deploy}" = true ]; then
+        log "Stage 9: ONNX export of ${expdir}/asr_ssl (chunk ${deploy_chunk_size}," \
+            "${deploy_left_chunks} left chunks, fp32 and int8), sherpa-onnx decoding"
+        # shellcheck disable=SC2046
+        ${python} -m chunkssl_espnet.recipe deploy --model_dir "${expdir}/asr_ssl" \
+            --data_dirs $(test_dirs) --chunk_size "${deploy_chunk_size}" \
+            --num_left_chunks "${deploy_left_chunks}"
+    fi
 fi
 
 if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then

@@ -1,0 +1,1 @@
+"""Deployment: the streaming CTC model as one ONNX step that sherpa-onnx runs (docs/deploy.md)."""
