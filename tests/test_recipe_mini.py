@@ -75,9 +75,14 @@ def test_toy_recipe_end_to_end(toy_run: Tuple[Path, subprocess.CompletedProcess]
     assert "## test_seen" in results and "## test_unseen" in results
     assert "rtf" in results and "mean_chunk_latency_ms" in results
     # stage 9's deployment: sherpa-onnx fp32 and int8 beside PyTorch streaming, both test sets
+    # (the exported graph equals PyTorch's greedy streaming on every test utterance)
+    assert len(re.findall(r"\| PyTorch, CTC greedy, 4 left chunks \| 640 \| (\d+\.\d\d) \|",
+                          results)) == 2, results
     for variant in ("fp32", "int8"):
         assert len(re.findall(rf"\| sherpa-onnx {variant}, CTC greedy, 4 left chunks \| 640 \| "
-                              r"\d+\.\d\d \| \d\.\d{4} \|", results)) == 2, results
+                              r"\d+\.\d\d \| \d\.\d{4} \| \d\.\d\d \| \d+ / 8 \|",
+                              results)) == 2, results
+    assert len(re.findall(r"\| sherpa-onnx fp32, .* \| 8 / 8 \|", results)) == 2, results
     assert (exp / "asr_ssl/onnx_chunk16/model.int8.onnx").is_file()
 
     for png in ("loss_ssl.png", "loss_downstream.png", "wer_vs_chunk_test_seen.png",

@@ -228,11 +228,15 @@ def results_markdown(
 
 
 def _deploy_table(s: Mapping[str, object], name: str, heading: str) -> str:
-    """sherpa-onnx fp32 and int8 beside the PyTorch streaming decoder at the same chunk size."""
-    cols = ["decoder", "chunk (ms)", name, "RTF", "model MB"]
+    """sherpa-onnx fp32 and int8 beside the PyTorch streaming decoder at the same chunk size:
+    its beam search (all left chunks, the streaming table's) and its CTC greedy search on the
+    export's left chunks and padded audio, whose tokens sherpa-onnx's must equal."""
+    cols = ["decoder", "chunk (ms)", name, "RTF", "model MB", "utterances = PyTorch greedy"]
+    order = {"pytorch": 0, "fp32": 1, "int8": 2}
     rows, shown = [], set()
-    for variant, r in sorted(s["sherpa"].items()):
-        summ = r["summary"]
+    for variant, r in sorted(s["sherpa"].items(), key=lambda kv: (kv[1]["summary"][
+            "chunk_size_frames"], order.get(kv[0].split("_")[0], 3))):
+        summ, kind = r["summary"], variant.split("_")[0]
         c = summ["chunk_size_frames"]
         torch_r = s["streaming"].get(c)
         if torch_r is not None and c not in shown:
@@ -240,11 +244,18 @@ def _deploy_table(s: Mapping[str, object], name: str, heading: str) -> str:
             rtf = torch_r["summary"].get("rtf")
             rows.append({"decoder": "PyTorch, CTC prefix beam + attention rescoring, all left "
                          "chunks", "chunk (ms)": c * FRAME_MS, name: torch_r["score"],
-                         "RTF": "" if rtf is None else f"{rtf:.4f}", "model MB": ""})
-        rows.append({"decoder": f"sherpa-onnx {variant.split('_')[0]}, CTC greedy, "
-                     f"{summ['num_left_chunks']} left chunks", "chunk (ms)": c * FRAME_MS,
-                     name: r["score"], "RTF": f"{summ['rtf']:.4f}",
-                     "model MB": summ["model_bytes"] / 1e6})
+                         "RTF": "" if rtf is None else f"{rtf:.4f}"})
+        left = summ["num_left_chunks"]
+        if kind == "pytorch":
+            label = f"PyTorch, CTC greedy, {left} left chunks"
+        else:
+            label = f"sherpa-onnx {kind}, CTC greedy, {left} left chunks"
+        equal = summ.get("utts_equal_to_reference")
+        rows.append({"decoder": label, "chunk (ms)": c * FRAME_MS, name: r["score"],
+                     "RTF": f"{summ['rtf']:.4f}",
+                     "model MB": summ["model_bytes"] / 1e6 if "model_bytes" in summ else "",
+                     "utterances = PyTorch greedy": "" if equal is None
+                     else f"{equal} / {summ['num_utts']}"})
     return f"{heading}\n\n" + markdown_table(rows, cols)
 
 
