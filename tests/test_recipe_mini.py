@@ -80,7 +80,7 @@ def test_toy_recipe_end_to_end(toy_run: Tuple[Path, subprocess.CompletedProcess]
                           results)) == 2, results
     for variant in ("fp32", "int8"):
         assert len(re.findall(rf"\| sherpa-onnx {variant}, CTC greedy, 4 left chunks \| 640 \| "
-                              r"\d+\.\d\d \| \d\.\d{4} \| \d\.\d\d \| \d+ / 8 \|",
+                              r"\d+\.\d\d \| \d+\.\d\d \| \d\.\d{4} \| \d\.\d\d \| \d+ / 8 \|",
                               results)) == 2, results
     assert len(re.findall(r"\| sherpa-onnx fp32, .* \| 8 / 8 \|", results)) == 2, results
     assert (exp / "asr_ssl/onnx_chunk16/model.int8.onnx").is_file()

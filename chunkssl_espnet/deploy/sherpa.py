@@ -86,6 +86,9 @@ def tail_padding(num_samples: int, window_frames: int) -> int:
 
 @dataclass
 class SherpaResult:
+    """Final tokens (symbols of tokens.txt) and text, the partial text after each piece, and
+    the decoding time (s)."""
+
     tokens: List[str]
     text: str
     partials: List[str] = field(default_factory=list)
@@ -115,4 +118,7 @@ def decode_pieces(recognizer, audio: np.ndarray, piece_sizes: Sequence[int]) -> 
         recognizer.decode_stream(s)
     compute += time.perf_counter() - t0
     r = recognizer.get_result_all(s)
-    return SherpaResult(list(r.tokens), r.text, partials, compute)
+    # the runtime shows SentencePiece's word marker as a space; our symbols hold no white space
+    # (export_onnx refuses them), so this gives back the token list's symbols
+    tokens = [t.replace(" ", "\u2581") for t in r.tokens]
+    return SherpaResult(tokens, r.text, partials, compute)

@@ -222,16 +222,20 @@ def results_markdown(
                          + markdown_table(rows, cols))
         for model, s in per_model.items():
             if s.get("sherpa"):
+                extra = {METRICS[m]: e[test_set][model] for m, e in (extra_scores or {}).items()}
                 parts.append(_deploy_table(s, name, f"### {test_set}: {labels[model]} deployed "
-                                           "(ONNX, sherpa-onnx) against PyTorch streaming"))
+                                           "(ONNX, sherpa-onnx) against PyTorch streaming", extra))
     return "\n".join(parts)
 
 
-def _deploy_table(s: Mapping[str, object], name: str, heading: str) -> str:
+def _deploy_table(s: Mapping[str, object], name: str, heading: str,
+                  extra: Optional[Mapping[str, Mapping[str, object]]] = None) -> str:
     """sherpa-onnx fp32 and int8 beside the PyTorch streaming decoder at the same chunk size:
     its beam search (all left chunks, the streaming table's) and its CTC greedy search on the
     export's left chunks and padded audio, whose tokens sherpa-onnx's must equal."""
-    cols = ["decoder", "chunk (ms)", name, "RTF", "model MB", "utterances = PyTorch greedy"]
+    extra = extra or {}
+    cols = ["decoder", "chunk (ms)", name, *extra, "RTF", "model MB",
+            "utterances = PyTorch greedy"]
     order = {"pytorch": 0, "fp32": 1, "int8": 2}
     rows, shown = [], set()
     for variant, r in sorted(s["sherpa"].items(), key=lambda kv: (kv[1]["summary"][
@@ -244,6 +248,8 @@ def _deploy_table(s: Mapping[str, object], name: str, heading: str) -> str:
             rtf = torch_r["summary"].get("rtf")
             rows.append({"decoder": "PyTorch, CTC prefix beam + attention rescoring, all left "
                          "chunks", "chunk (ms)": c * FRAME_MS, name: torch_r["score"],
+                         **{m: e["streaming"][c]["score"] for m, e in extra.items()
+                            if c in e["streaming"]},
                          "RTF": "" if rtf is None else f"{rtf:.4f}"})
         left = summ["num_left_chunks"]
         if kind == "pytorch":
@@ -252,6 +258,7 @@ def _deploy_table(s: Mapping[str, object], name: str, heading: str) -> str:
             label = f"sherpa-onnx {kind}, CTC greedy, {left} left chunks"
         equal = summ.get("utts_equal_to_reference")
         rows.append({"decoder": label, "chunk (ms)": c * FRAME_MS, name: r["score"],
+                     **{m: e["sherpa"][variant]["score"] for m, e in extra.items()},
                      "RTF": f"{summ['rtf']:.4f}",
                      "model MB": summ["model_bytes"] / 1e6 if "model_bytes" in summ else "",
                      "utterances = PyTorch greedy": "" if equal is None
