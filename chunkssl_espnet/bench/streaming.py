@@ -183,6 +183,10 @@ def train_config(system: str, size: str, stats: Path, args: argparse.Namespace) 
     conf.update(batch_type="unsorted", batch_size=args.train_batch_size, max_epoch=args.epochs,
                 best_model_criterion=[["valid", "loss", "min"]], keep_nbest_models=1,
                 num_workers=0, use_tensorboard=False, use_matplotlib=False, seed=args.seed)
+    if args.no_specaug:
+        conf["specaug"], conf["specaug_conf"] = None, {}
+    if args.dropout is not None:
+        conf["encoder_conf"]["dropout_rate"] = args.dropout
     if system == "ours":
         conf["encoder_conf"].update(preset=None, **sizes)
     else:
@@ -499,6 +503,10 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-batch-size", type=int, default=1)
     parser.add_argument("--lr", type=float, default=0.002)
     parser.add_argument("--warmup-steps", type=int, default=10)
+    parser.add_argument("--no-specaug", action="store_true",
+                        help="train without the YAML's SpecAugment (both systems)")
+    parser.add_argument("--dropout", type=float, default=None,
+                        help="encoder dropout of both systems (default: the YAML's)")
     parser.add_argument("--beam-size", type=int, default=4, help="both systems")
     parser.add_argument("--espnet-no-repetition-detection", action="store_true",
                         help="ESPnet's disable_repetition_detection (default: its default, on)")
