@@ -82,11 +82,9 @@ def check_exportable(config: PathLike, model_file: PathLike) -> Dict:
     return conf
 
 
-def read_token_list(tokens: Union[str, Sequence[str]], config: PathLike) -> List[str]:
-    """The token list of a config: inline or a file of one token per line."""
-    if isinstance(tokens, str):
-        tokens = Path(tokens).read_text(encoding="utf-8").splitlines()
-    tokens = [t.strip() for t in tokens]
+def check_token_list(tokens: Sequence[str], config: PathLike) -> List[str]:
+    """The model's token list (ESPnet read it from the config), checked for CTC's blank."""
+    tokens = [str(t) for t in tokens]
     if not tokens or tokens[0] != "<blank>":
         raise ExportError(f"{config}: the token list must start with <blank> (CTC's blank, id "
                           f"0), got {tokens[:1]}")
@@ -160,10 +158,10 @@ def export_model(
     """Export an ESPnet ASR experiment (config.yaml and a model file) for sherpa-onnx."""
     from chunkssl_espnet.espnet_plugin import ChunkASRTask
 
-    conf = check_exportable(config, model_file)
+    check_exportable(config, model_file)
     model, _ = ChunkASRTask.build_model_from_file(config, model_file, "cpu")
     model.eval()
-    tokens = read_token_list(conf["token_list"], config)
+    tokens = check_token_list(model.token_list, config)
     vocab = model.ctc.ctc_lo.out_features
     if len(tokens) != vocab:
         raise ExportError(f"{config}: {len(tokens)} tokens but the CTC head has {vocab} outputs")

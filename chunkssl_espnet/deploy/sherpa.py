@@ -29,7 +29,8 @@ def feature_config(num_mel_bins: int = 80):
 
 
 def create_recognizer(model_dir: PathLike, model: str = "model.onnx", num_threads: int = 1):
-    """An ``OnlineRecognizer`` (greedy CTC) for ``<model_dir>/<model>`` and its tokens.txt.
+    """An ``OnlineRecognizer`` (greedy CTC) for ``<model_dir>/<model>`` and its tokens.txt;
+    its ``metadata`` attribute holds the graph's metadata (:func:`read_metadata`).
 
     Raises:
         FileNotFoundError: naming the missing model or token file.
@@ -55,6 +56,7 @@ def create_recognizer(model_dir: PathLike, model: str = "model.onnx", num_thread
     rec = sherpa_onnx.OnlineRecognizer.__new__(sherpa_onnx.OnlineRecognizer)
     rec.recognizer = so.OnlineRecognizer(config)
     rec.config = config
+    rec.metadata = meta  # the export's chunk size and left chunks, for the caller
     return rec
 
 

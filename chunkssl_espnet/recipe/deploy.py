@@ -87,10 +87,10 @@ def decode_with_sherpa(onnx_dir: Path, model: str, data_dir: Path, out: Path,
                        reference: Optional[dict] = None, num_threads: int = 1) -> dict:
     """sherpa-onnx on every utterance; writes ``text``, ``tokens`` and ``summary.json``, with
     the utterances whose tokens equal ``reference`` (``{utt: tokens}``) counted."""
-    from chunkssl_espnet.deploy.sherpa import create_recognizer, decode_pieces, read_metadata
+    from chunkssl_espnet.deploy.sherpa import create_recognizer, decode_pieces
 
     rec = create_recognizer(onnx_dir, model, num_threads)
-    meta = read_metadata(onnx_dir / model)
+    meta = rec.metadata
     chunk = int(meta["chunk_size"])
 
     def decode(audio, pieces):
