@@ -13,6 +13,7 @@ Keys added:
 """
 
 import espnet2.tasks.asr as _asr
+import espnet2.tasks.lm as _lm
 import espnet2.tasks.ssl as _ssl
 import espnet2.tasks.st as _st
 from espnet2.train.collate_fn import CommonCollateFn
@@ -95,3 +96,8 @@ class ChunkASRTask(_asr.ASRTask):
 
 class ChunkSTTask(_st.STTask):
     """ESPnet's ST task with Chunk SSL's classes registered."""
+
+
+class ChunkLMTask(_lm.LMTask):
+    """ESPnet's LM task, unchanged: the recipes' token-level language model (shallow fusion in
+    the offline beam search, rescoring in the streaming decoder)."""

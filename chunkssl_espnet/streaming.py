@@ -15,12 +15,12 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, List, Union
+from typing import Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
-from chunkssl_espnet.ctc_search import CTCPrefixBeamSearch
+from chunkssl_espnet.ctc_search import CTCPrefixBeamSearch, PrefixLM
 from chunkssl_espnet.encoder import ChunkConformerEncoder
 from chunkssl_espnet.encoder.subsampling import LEFT_CONTEXT
 from chunkssl_espnet.features import kaldi_fbank
@@ -244,13 +244,25 @@ def _text_tools(args, token_list):
 
 
 class Speech2TextStreaming(ChunkStreamer):
-    """Streaming ASR: CTC prefix beam search after every chunk, attention rescoring at the end.
+    """Streaming ASR: CTC prefix beam search after every chunk, rescoring at the end.
+
+    With a language model, the prefix search fuses it (``ctc + lm_weight * lm``, see
+    ``chunkssl_espnet.ctc_search``). The final result is the hypothesis of the beam with the best
+    ``ctc_weight * ctc + (1 - ctc_weight) * attention + lm_weight * lm`` log probability (the
+    weights of ESPnet's offline beam search, the LM's ``<eos>`` included); the partial results
+    are the beam's best prefix.
 
     Args:
         asr_train_config, asr_model_file: an ESPnet ASR experiment (chunk_conformer,
             kaldi_fbank).
         beam_size: CTC prefix beam size (1: greedy, no rescoring).
         ctc_weight: weight of the CTC score in the final attention rescoring.
+        lm_train_config, lm_file: an ESPnet LM experiment on the ASR model's token list
+            (optional).
+        lm_weight: its weight in the prefix search and in the final rescoring.
+
+    Raises:
+        ValueError: the LM's vocabulary is not the ASR model's.
     """
 
     def __init__(
@@ -262,6 +274,9 @@ class Speech2TextStreaming(ChunkStreamer):
         num_left_chunks: int = -1,
         beam_size: int = 10,
         ctc_weight: float = 0.3,
+        lm_train_config: Optional[Union[str, Path]] = None,
+        lm_file: Optional[Union[str, Path]] = None,
+        lm_weight: float = 0.0,
     ):
         from chunkssl_espnet.espnet_plugin import ChunkASRTask
 
@@ -269,12 +284,18 @@ class Speech2TextStreaming(ChunkStreamer):
         super().__init__(model, str(asr_train_config), device, chunk_size, num_left_chunks)
         self.beam_size = beam_size
         self.ctc_weight = ctc_weight
+        self.lm_weight = lm_weight
+        self.lm = None
+        if lm_train_config is not None and lm_weight != 0.0:
+            lm = load_lm(lm_train_config, lm_file, model.token_list, device)
+            self.lm = PrefixLM(lm.lm, sos_eos=lm.sos)
         self.text_tokenizer, self.converter = _text_tools(args, model.token_list)
         self.reset()
 
     def reset(self) -> None:
         super().reset()
-        self.search = CTCPrefixBeamSearch(self.beam_size, blank=self.model.blank_id)
+        self.search = CTCPrefixBeamSearch(self.beam_size, blank=self.model.blank_id, lm=self.lm,
+                                          lm_weight=self.lm_weight)
 
     def on_chunk(self, ys: torch.Tensor, t0: float) -> str:
         self.search.step(self.model.ctc.log_softmax(ys)[0])
@@ -285,15 +306,18 @@ class Speech2TextStreaming(ChunkStreamer):
 
     def finish(self) -> str:
         nbest = self.search.nbest()
-        if not self.encoded or self.beam_size == 1 or self.model.decoder is None:
+        if not self.encoded or len(nbest) == 1:
             return self._text(nbest[0][0])
-        if self.ctc_weight >= 1.0:
-            return self._text(nbest[0][0])
-        scores = self._rescore([h for h, _ in nbest])
-        combined = [self.ctc_weight * c + (1 - self.ctc_weight) * a
-                    for (_, c), a in zip(nbest, scores)]
-        return self._text(nbest[int(np.argmax(combined))][0])
+        hyps = [h for h, _ in nbest]
+        scores = [c for _, c in nbest]
+        if self.model.decoder is not None and self.ctc_weight < 1.0:
+            scores = [self.ctc_weight * c + (1 - self.ctc_weight) * a
+                      for c, a in zip(scores, self._rescore(hyps))]
+        if self.lm is not None:
+            scores = [s + self.lm_weight * self.search.lm_score(h) for s, h in zip(scores, hyps)]
+        return self._text(hyps[int(np.argmax(scores))])
 
+    @torch.no_grad()
     def _rescore(self, hyps: List[List[int]]) -> List[float]:
         """Attention decoder log probability of each hypothesis (with <eos>), full context."""
         m = self.model
@@ -311,6 +335,24 @@ class Speech2TextStreaming(ChunkStreamer):
         logp = torch.log_softmax(logits, dim=-1)
         tok = logp.gather(-1, ys_out.clamp(min=0)[..., None])[..., 0]
         return (tok * (ys_out >= 0)).sum(-1).tolist()
+
+
+def load_lm(config: Union[str, Path], model_file: Optional[Union[str, Path]],
+            token_list: Sequence[str], device: str = "cpu"):
+    """An ESPnet LM (``ESPnetLanguageModel``, eval mode) whose token list must be
+    ``token_list``.
+
+    Raises:
+        ValueError: the LM was trained on another token list.
+    """
+    from chunkssl_espnet.espnet_plugin import ChunkLMTask
+
+    lm, lm_args = ChunkLMTask.build_model_from_file(config, model_file, device)
+    if list(lm_args.token_list) != list(token_list):
+        raise ValueError(f"{config}: the LM's token list ({len(lm_args.token_list)} tokens) is "
+                         f"not the ASR model's ({len(token_list)}): train the LM on the ASR "
+                         "model's token list")
+    return lm.eval()
 
 
 def local_agreement(committed: List[int], previous: List[int], current: List[int]) -> List[int]:

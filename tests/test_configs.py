@@ -5,6 +5,7 @@ The task of a YAML comes from its file-name prefix, the convention of conf/:
     ssl_*.yaml -> ChunkSSLTask (pre-training)
     asr_*.yaml -> ChunkASRTask (fine-tuning)
     st_*.yaml  -> ChunkSTTask  (speech translation)
+    lm_*.yaml  -> ChunkLMTask  (the recipes' token language model)
 
 A YAML with another prefix fails the test: name it by its task, or add its prefix to
 ``TASK_BY_PREFIX``. The prefix is cross-checked by the parse itself: ESPnet's parser rejects a key
@@ -28,7 +29,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "conf"
 CONFIGS = sorted(CONF_DIR.glob("*.yaml"))
-TASK_BY_PREFIX = {"ssl_": "ChunkSSLTask", "asr_": "ChunkASRTask", "st_": "ChunkSTTask"}
+TASK_BY_PREFIX = {"ssl_": "ChunkSSLTask", "asr_": "ChunkASRTask", "st_": "ChunkSTTask",
+                  "lm_": "ChunkLMTask"}
 TOKENS = ["<blank>", "<unk>", "a", "b", "c", "<sos/eos>"]
 
 
@@ -82,6 +84,7 @@ def test_conf_dir_has_configs():
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_config_builds_model(path: Path, tmp_path: Path, capsys):
     from espnet2.asr.espnet_model import ESPnetASRModel
+    from espnet2.lm.espnet_model import ESPnetLanguageModel
     from espnet2.st.espnet_model import ESPnetSTModel
     from espnet2.tasks.abs_task import scheduler_classes
 
@@ -102,9 +105,10 @@ def test_config_builds_model(path: Path, tmp_path: Path, capsys):
 
     model = task.build_model(args)
     expected = {"ChunkSSLTask": ChunkSSLModel, "ChunkASRTask": ESPnetASRModel,
-                "ChunkSTTask": ESPnetSTModel}[name]
+                "ChunkSTTask": ESPnetSTModel, "ChunkLMTask": ESPnetLanguageModel}[name]
     assert isinstance(model, expected), f"{path}: built {type(model).__name__}"
-    assert isinstance(model.encoder, ChunkConformerEncoder), f"{path}: not chunk_conformer"
+    if name != "ChunkLMTask":  # an LM has no speech encoder
+        assert isinstance(model.encoder, ChunkConformerEncoder), f"{path}: not chunk_conformer"
     if name == "ChunkSSLTask":
         assert model.tokenizer is not None
     num_params = sum(p.numel() for p in model.parameters() if p.requires_grad)

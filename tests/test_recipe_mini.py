@@ -1,9 +1,9 @@
 """The mini ASR recipe (egs2/mini_flite/asr1) end to end at toy size, as real subprocesses:
 synthesised corpus (labelled set, unlabelled pool, seen- and unseen-voice sets), statistics, BPE,
-FSQ tokenizer, Chunk SSL, fine-tuning and from-scratch baseline, offline and streaming decoding,
-scoring with the results table and the plots. Then single stages of the recipe re-run with
---stage N --stop_stage N are no-ops that leave their outputs untouched, and its study script
-(run_study.sh) runs every stage on the same folders."""
+token LM, FSQ tokenizer, Chunk SSL, fine-tuning and from-scratch baseline, offline and streaming
+decoding with the LM, scoring with the results table and the plots. Then single stages of the
+recipe re-run with --stage N --stop_stage N are no-ops that leave their outputs untouched, and its
+study script (run_study.sh) runs every stage on the same folders."""
 
 import json
 import os
@@ -110,7 +110,18 @@ def test_toy_recipe_end_to_end(toy_run: Tuple[Path, subprocess.CompletedProcess]
     assert "ssl/valid.loss.ave.pth:encoder:encoder" in config
     assert "valid.loss.ave.pth" not in (exp / "asr_scratch" / "config.yaml").read_text()
     assert "--toy true" in (exp / "commands.log").read_text()
-    for folder in ("stats", "stats_ssl", "tokenizer_random", "asr_ssl/decode_test_seen_offline",
+    # the token LM (stage 4), fused in the offline and the streaming decoding
+    assert (exp / "lm" / "valid.loss.ave.pth").is_file()
+    assert "lm_text/text" in (exp / "lm" / "config.yaml").read_text()
+    for folder in ("asr_ssl/decode_test_seen_offline", "asr_ssl/decode_test_seen_stream/chunk8"):
+        commands = json.loads((exp / folder / "run_info.json").read_text())["commands"]
+        assert any("--lm_file" in c and "lm/valid.loss.ave.pth" in c and "--lm_weight" in c
+                   for c in commands), (folder, commands)
+    stream = json.loads((exp / "asr_ssl/decode_test_seen_stream/chunk8/summary.json").read_text())
+    assert stream["lm_weight"] == 0.8
+    assert "token LM fused (weight 0.8)" in results
+    for folder in ("stats", "stats_lm", "lm", "stats_ssl", "tokenizer_random",
+                   "asr_ssl/decode_test_seen_offline",
                    "asr_ssl/decode_test_unseen_stream/chunk8", "asr_ssl/onnx_chunk16",
                    "asr_ssl/decode_test_unseen_sherpa/int8_chunk16"):
         assert (exp / folder / "run_info.json").is_file(), folder

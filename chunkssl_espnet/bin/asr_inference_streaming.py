@@ -30,6 +30,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--asr_model_file", required=True)
     p.add_argument("--beam_size", type=int, default=10, help="CTC prefix beam (1: greedy)")
     p.add_argument("--ctc_weight", type=float, default=0.3, help="CTC weight in rescoring")
+    p.add_argument("--lm_train_config", help="an ESPnet LM on the model's token list "
+                   "(rescoring of the final n-best)")
+    p.add_argument("--lm_file")
+    p.add_argument("--lm_weight", type=float, default=0.0, help="LM weight in rescoring")
     add_stream_arguments(p)
     return p
 
@@ -38,14 +42,16 @@ def main(cmd: Optional[List[str]] = None) -> None:
     from chunkssl_espnet.streaming import Speech2TextStreaming
 
     args = parse_stream_args(get_parser(), cmd)
+    search = {"beam_size": args.beam_size,
+              "lm_weight": args.lm_weight if args.lm_train_config else 0.0}
     with stream_session(args, args.asr_train_config, "ChunkASRTask"):
         for chunk_size, output_dir in args.runs:
             s2t = Speech2TextStreaming(args.asr_train_config, args.asr_model_file, args.device,
                                        chunk_size, args.num_left_chunks, args.beam_size,
-                                       args.ctc_weight)
+                                       args.ctc_weight, args.lm_train_config, args.lm_file,
+                                       args.lm_weight)
             summary = decode_data_dir(s2t, args.data_dir, output_dir, args.piece_ms,
-                                      args.seed)
-            summary["beam_size"] = args.beam_size
+                                      args.seed, summary_extra=lambda *_: dict(search))
             print(json.dumps(summary), file=sys.stderr)
 
 

@@ -4,8 +4,8 @@ Each sub-command maps its options onto one function of this package; arguments a
 ``--`` go unchanged to the ESPnet (or other) program the stage runs. Errors a user can cause print
 one ``error: ...`` message (what failed, which file, where the log is) and exit 1.
 
-Commands: check-data, dump, combine, holdout, stats, step, train, decode, stream-decode,
-deploy, score, study-report.
+Commands: check-data, dump, combine, holdout, stats, text-stats, step, train, decode,
+stream-decode, deploy, score, study-report.
 """
 
 from __future__ import annotations
@@ -78,6 +78,14 @@ def _stats(a: argparse.Namespace) -> object:
     out = collect_stats(a.config, a.train_dir, a.valid_dir, a.out_dir, nj=a.nj, extra=a.extra,
                         force=a.force, argv=a.argv)
     return out["stats_file"]
+
+
+def _text_stats(a: argparse.Namespace) -> object:
+    from chunkssl_espnet.recipe.stats import collect_text_stats
+
+    out = collect_text_stats(a.config, a.train_text, a.valid_text, a.token_list, a.bpemodel,
+                             a.out_dir, force=a.force, argv=a.argv)
+    return "\n".join(str(v) for v in out.values())
 
 
 def _step(a: argparse.Namespace) -> object:
@@ -218,19 +226,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out_dir", required=True)
     p.add_argument("--nj", type=int, default=1)
 
+    p = add("text-stats", _text_stats, "text shape files of an LM training (ESPnet's LM "
+            "--collect_stats)")
+    p.add_argument("--config", required=True, help="the LM training config")
+    p.add_argument("--train_text", required=True, help="Kaldi-style text: <id> <sentence>")
+    p.add_argument("--valid_text", required=True)
+    p.add_argument("--token_list", required=True)
+    p.add_argument("--bpemodel", required=True)
+    p.add_argument("--out_dir", required=True)
+
     p = add("step", _step, "run a command once per set of options, with log and run_info.json",
             "the command to run")
     p.add_argument("--out_dir", required=True, help="the command's output directory")
     p.add_argument("--name", default="step", help="stage name (log file name)")
     p.add_argument("--log", default=None)
 
-    p = add("train", _train, "ESPnet training (SSL, ASR or ST), resumable",
+    p = add("train", _train, "ESPnet training (SSL, ASR, ST or LM), resumable",
             "ESPnet's <task>_train")
-    p.add_argument("--task", required=True, choices=["ssl", "asr", "st"])
+    p.add_argument("--task", required=True, choices=["ssl", "asr", "st", "lm"])
     p.add_argument("--config", required=True)
     p.add_argument("--train_dir", required=True)
     p.add_argument("--valid_dir", required=True)
-    p.add_argument("--stats_dir", required=True)
+    p.add_argument("--stats_dir", required=True, help="speech statistics (text shapes: LM)")
     p.add_argument("--output_dir", required=True)
     p.add_argument("--tokenizer_dir", help="SSL: the FSQ tokenizer")
     p.add_argument("--token_list")

@@ -16,7 +16,13 @@ from typing import Dict, List, Optional, Sequence, Union
 
 from chunkssl_espnet.bin.input_check import check_data_inputs
 from chunkssl_espnet.data.datadir import read_scp, split_scp
-from chunkssl_espnet.recipe.jobs import RecipeError, python_module, run_parallel, thread_env
+from chunkssl_espnet.recipe.jobs import (
+    RecipeError,
+    python_module,
+    run_command,
+    run_parallel,
+    thread_env,
+)
 from chunkssl_espnet.recipe.provenance import StageRecord, fresh_tmp_dir, replace_dir
 
 PathLike = Union[str, os.PathLike]
@@ -137,6 +143,69 @@ def collect_stats(
         aggregate_stats_dirs([tmp / f"stats.{j}" for j in range(1, nj + 1)], tmp,
                              log_level="WARNING", skip_sum_stats=False)
     _check_outputs(tmp, train_scp, valid_scp)
+    replace_dir(tmp, out_dir)
+    rec.finish({k: str(v) for k, v in outputs.items()})
+    return outputs
+
+
+def collect_text_stats(
+    config: PathLike,
+    train_text: PathLike,
+    valid_text: PathLike,
+    token_list: PathLike,
+    bpemodel: PathLike,
+    out_dir: PathLike,
+    force: bool = False,
+    argv: Optional[Sequence[str]] = None,
+) -> Dict[str, Path]:
+    """The text shape files of an LM training: ``out_dir/{train,valid}/text_shape.bpe`` (tokens
+    per sentence, then the vocabulary size, as ESPnet's ``lm.sh`` writes them), from ESPnet's
+    LM ``--collect_stats`` on the transcripts ``train_text`` and ``valid_text``.
+
+    Done in ``<out_dir>.tmp``, which replaces ``out_dir`` when complete.
+    """
+    out_dir = Path(out_dir)
+    outputs = {p: out_dir / p / "text_shape.bpe" for p in ("train", "valid")}
+    options = {"config": str(config), "train_text": str(train_text),
+               "valid_text": str(valid_text), "token_list": str(token_list),
+               "bpemodel": str(bpemodel), "force": force}
+    rec = StageRecord(out_dir, "text_stats", options, argv)
+    if rec.is_done():
+        return outputs
+    texts = {"train": Path(train_text), "valid": Path(valid_text)}
+    for path in (*texts.values(), Path(token_list), Path(bpemodel)):
+        if not path.is_file():
+            raise RecipeError(f"{path}: not found; run the data preparation and BPE stages first")
+    tmp = fresh_tmp_dir(out_dir)
+    rec.start()
+    ids = {phase: list(read_scp(text)) for phase, text in texts.items()}
+    keys = {}
+    for phase in texts:  # collect_stats reads the utterance ids from a key file
+        keys[phase] = tmp / f"{phase}.keys"
+        keys[phase].write_text("".join(f"{u}\n" for u in ids[phase]), encoding="utf-8")
+    cmd = python_module(
+        "chunkssl_espnet.bin.lm_train", "--collect_stats", "true", "--config", config,
+        "--use_preprocessor", "true", "--token_type", "bpe", "--bpemodel", bpemodel,
+        "--token_list", token_list,
+        "--train_data_path_and_name_and_type", f"{texts['train']},text,text",
+        "--valid_data_path_and_name_and_type", f"{texts['valid']},text,text",
+        "--train_shape_file", keys["train"], "--valid_shape_file", keys["valid"],
+        "--output_dir", tmp, "--ngpu", "0", "--num_workers", "0",
+    )
+    rec.add_command(cmd)
+    rec.add_cpu(run_command(cmd, tmp / "stats.log", env=thread_env(1)).cpu)
+    vocab = sum(1 for t in Path(token_list).read_text(encoding="utf-8").splitlines() if t.strip())
+    for phase, text in texts.items():
+        shape = tmp / phase / "text_shape"
+        if not shape.is_file():
+            raise RecipeError(f"{shape} was not written; see {tmp / 'stats.log'}")
+        lines = shape.read_text(encoding="utf-8").splitlines()
+        missing = set(ids[phase]) - {line.split()[0] for line in lines if line.strip()}
+        if missing:
+            raise RecipeError(f"{shape}: {len(missing)} sentences of {text} have no shape, e.g. "
+                              f"'{sorted(missing)[0]}'")
+        (tmp / phase / "text_shape.bpe").write_text(
+            "".join(f"{line},{vocab}\n" for line in lines if line.strip()), encoding="utf-8")
     replace_dir(tmp, out_dir)
     rec.finish({k: str(v) for k, v in outputs.items()})
     return outputs

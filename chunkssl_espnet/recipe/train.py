@@ -34,9 +34,12 @@ from chunkssl_espnet.recipe.provenance import StageRecord
 PathLike = Union[str, os.PathLike]
 logger = logging.getLogger(__name__)
 
-TASKS = ("ssl", "asr", "st")
+TASKS = ("ssl", "asr", "st", "lm")
 #: The averaged checkpoint of each task when its config names no ``best_model_criterion``.
-FINAL_MODEL = {"ssl": "valid.loss.ave.pth", "asr": "valid.acc.ave.pth", "st": "valid.acc.ave.pth"}
+FINAL_MODEL = {"ssl": "valid.loss.ave.pth", "asr": "valid.acc.ave.pth", "st": "valid.acc.ave.pth",
+               "lm": "valid.loss.ave.pth"}
+#: ESPnet's ``--fold_length`` of the LM's text shape file (tokens; as ``lm.sh``).
+LM_FOLD_LENGTH = 150
 
 
 def final_model_name(task: str, config: Optional[PathLike]) -> str:
@@ -116,7 +119,8 @@ def espnet_train_args(
 
     SSL reads ``wav.scp`` only and needs ``tokenizer_dir``; ASR adds ``<text_name>`` tokenised by
     ``bpemodel``; ST adds the target ``<text_name>`` and, with ``src_text_name``, the source
-    transcript for the auxiliary CTC.
+    transcript for the auxiliary CTC. LM reads ``<text_name>`` only, with the text shape files
+    of ``recipe.stats.collect_text_stats`` in ``stats_dir``.
 
     Raises:
         RecipeError: an unknown task, or a file the task needs is not given.
@@ -127,16 +131,19 @@ def espnet_train_args(
     stats_file = stats_dir / "train" / "feats_stats.npz"
     for spec in init_param:
         stats_file = pretraining_stats(spec.split(":")[0]) or stats_file
+    speech = task != "lm"  # the LM reads text only: no features, text shapes
+    shape = "speech_shape" if speech else "text_shape.bpe"
     args = [
         "--config", str(config),
         "--output_dir", str(output_dir),
-        "--normalize_conf", f"stats_file={stats_file}",
-        "--train_shape_file", str(stats_dir / "train" / "speech_shape"),
-        "--valid_shape_file", str(stats_dir / "valid" / "speech_shape"),
+        *(["--normalize_conf", f"stats_file={stats_file}"] if speech else []),
+        "--train_shape_file", str(stats_dir / "train" / shape),
+        "--valid_shape_file", str(stats_dir / "valid" / shape),
+        *([] if speech else ["--fold_length", str(LM_FOLD_LENGTH)]),
         "--resume", "true",
         "--ngpu", str(ngpu),
     ]
-    streams = [("wav.scp", "speech", "sound")]
+    streams = [("wav.scp", "speech", "sound")] if speech else []
     if task == "ssl":
         if tokenizer_dir is None:
             raise RecipeError("SSL training needs --tokenizer_dir (stage: tokenizer)")

@@ -23,8 +23,10 @@
 #   downstream  preset or <task>_config, <task>_epochs, pretrained_ssl (empty: the SSL model of
 #               this recipe), run_baseline, side_by_side, beam_size, maxlenratio, inference_ngpu,
 #               stream_chunk_sizes, stream_beam_size, stream_baseline, stream_device; ASR:
-#               bpe_vocab, ctc_weight; ST: tgt_bpe_vocab, src_bpe_vocab, stream_maxlenratio,
-#               tgt_text and src_text (set by run.sh: names of the transcript files)
+#               bpe_vocab, ctc_weight, use_lm (unset: false), and with it lm_weight, lm_train_set,
+#               lm_config (empty: conf/lm_<preset>.yaml), lm_epochs; ST: tgt_bpe_vocab,
+#               src_bpe_vocab, stream_maxlenratio, tgt_text and src_text (set by run.sh: names
+#               of the transcript files)
 # where <task> is asr or st. A variable that a function needs and run.sh lacks stops the recipe
 # (set -u) with "unbound variable".
 
@@ -133,6 +135,29 @@ train_bpe() {
         --token-list "${dir}/tokens.txt"
 }
 
+# The token-level language model (ESPnet's LM task) on ${setdir}/${lm_train_set}/text with the ASR
+# BPE units -> ${expdir}/lm (its text shapes in ${expdir}/stats_lm). Config: lm_config, default
+# conf/lm_<preset>.yaml.
+train_lm() {
+    local dir config=${lm_config:-${MAIN_ROOT}/conf/lm_${preset}.yaml}
+    dir=$(bpe_dir asr)
+    ${python} -m chunkssl_espnet.recipe text-stats --config "${config}" \
+        --train_text "${setdir}/${lm_train_set}/text" --valid_text "${setdir}/${valid_set}/text" \
+        --token_list "${dir}/tokens.txt" --bpemodel "${dir}/bpe.model" --out_dir "${expdir}/stats_lm"
+    ${python} -m chunkssl_espnet.recipe train --task lm --config "${config}" \
+        --train_dir "${setdir}/${lm_train_set}" --valid_dir "${setdir}/${valid_set}" \
+        --stats_dir "${expdir}/stats_lm" --token_list "${dir}/tokens.txt" \
+        --bpemodel "${dir}/bpe.model" --output_dir "${expdir}/lm" \
+        ${lm_epochs:+--max_epoch ${lm_epochs}} --num_threads "${nj}"
+}
+# The decoding options of the language model (none unless use_lm is true).
+lm_opts() {
+    if [ "${use_lm:-false}" = true ]; then
+        echo "--lm_train_config ${expdir}/lm/config.yaml --lm_file ${expdir}/lm/valid.loss.ave.pth"
+        echo "--lm_weight ${lm_weight}"
+    fi
+}
+
 # The FSQ tokenizer (its targets), fitted on the SSL set -> ${tokenizer_dir}.
 train_tokenizer() {
     local device=
@@ -187,7 +212,10 @@ train_downstream() {
 # Offline beam search of every model on every test set: decode_offline asr|st
 decode_offline() {
     local task=$1 opts=(--beam_size "${beam_size}")
-    if [ "${task}" = asr ]; then opts+=(--ctc_weight "${ctc_weight}"); fi
+    if [ "${task}" = asr ]; then
+        # shellcheck disable=SC2207
+        opts+=(--ctc_weight "${ctc_weight}" $(lm_opts))
+    fi
     opts+=(--maxlenratio "${maxlenratio}")
     if [ "${inference_ngpu}" -gt 0 ]; then opts+=(--ngpu "${inference_ngpu}"); fi
     # shellcheck disable=SC2046
@@ -200,7 +228,8 @@ decode_offline() {
 decode_streaming() {
     local task=$1 opts=(--beam_size "${stream_beam_size}") ref=() model_dirs
     if [ "${task}" = asr ]; then
-        opts+=(--ctc_weight "${ctc_weight}")
+        # shellcheck disable=SC2207
+        opts+=(--ctc_weight "${ctc_weight}" $(lm_opts))
     else
         opts+=(--maxlenratio "${stream_maxlenratio}")
         ref=(--ref_name "${tgt_text}")

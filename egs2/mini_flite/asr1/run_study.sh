@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The study around the mini recipe's model (about an hour on 2 cores after ./run.sh): sweeps that
+# The study around the mini recipe's model (about an hour on 2 cores after ./run.sh when it
+# fine-tuned for 20 epochs; with today's 40, not timed): sweeps that
 # ask what the pre-training's settings and the amount of labelled data do, each fine-tuned and
 # decoded like the main model, with the results in RESULTS_study.md and plots_study/ beside this
 # script. Stage 1 is the main recipe itself (./run.sh up to fine-tuning: its corpus, statistics,
@@ -36,6 +37,8 @@ second_seed=1           # seed of the repeated main comparison (empty: no seed s
 beam_size=4
 ctc_weight=0.5
 maxlenratio=0.0         # as run.sh
+use_lm=true             # as run.sh: its token LM (stage 1 trains it) fused in every decoding
+lm_weight=0.8
 datadir=data
 audio_dir=downloads/audio
 expdir=exp
@@ -55,7 +58,8 @@ if [ "${toy}" = true ]; then  # the sweeps at toy size (conf/toy.sh sets the cor
     levels_sweep=1k labelled_sweep=24
 fi
 common=(--datadir "${datadir}" --expdir "${expdir}" --audio_dir "${audio_dir}" --nj "${nj}"
-        --toy "${toy}" --seed "${seed}" --preset "${preset}")
+        --toy "${toy}" --seed "${seed}" --preset "${preset}" --use_lm "${use_lm}"
+        --lm_weight "${lm_weight}")
 
 # The SSL config with another level preset -> ${study}/conf/ssl_<levels>.yaml
 levels_config() {
@@ -135,7 +139,8 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ] && [ -n "${second_seed}" ]; the
 fi
 
 # Every model of the report: run.sh's two (their offline decodings are run.sh's stage 8, done
-# here when run.sh stopped earlier) and the study's.
+# here when run.sh stopped earlier; the options are run.sh's, in its order, so that they are not
+# decoded again) and the study's.
 study_models() {
     local m dirs="${expdir}/asr_ssl ${expdir}/asr_scratch"
     for lv in ${levels_sweep}; do dirs="${dirs} ${study}/asr_${lv}"; done
@@ -151,7 +156,7 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     # shellcheck disable=SC2046
     ${python} -m chunkssl_espnet.recipe decode --task asr --model_dirs $(study_models) \
         --data_dirs $(test_dirs) --nj "${nj}" -- --beam_size "${beam_size}" \
-        --ctc_weight "${ctc_weight}" --maxlenratio "${maxlenratio}"
+        --ctc_weight "${ctc_weight}" $(lm_opts) --maxlenratio "${maxlenratio}"
 fi
 
 if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then

@@ -13,3 +13,4 @@ maxlenratio=0.3
 stream_beam_size=2
 stream_chunk_sizes="8 16 32"
 stream_baseline=false
+lm_epochs=1
