@@ -16,6 +16,7 @@ import espnet2.tasks.asr as _asr
 import espnet2.tasks.lm as _lm
 import espnet2.tasks.ssl as _ssl
 import espnet2.tasks.st as _st
+from espnet2.tasks.abs_task import optim_classes
 from espnet2.train.collate_fn import CommonCollateFn
 
 from chunkssl_espnet.encoder import ChunkConformerEncoder
@@ -91,7 +92,41 @@ class ChunkSSLTask(_ssl.SSLTask):
 
 
 class ChunkASRTask(_asr.ASRTask):
-    """ESPnet's ASR task with Chunk SSL's classes registered."""
+    """ESPnet's ASR task with Chunk SSL's classes registered, and one option of fine-tuning:
+    ``--encoder_lr_scale`` (default 1.0) gives the encoder's parameters ``scale`` times the
+    optimizer's learning rate, in a parameter group of their own (ESPnet's schedulers scale
+    every group's base rate alike). The common practice for a pre-trained encoder that a
+    randomly initialised decoder and CTC layer would otherwise pull away from what it learnt."""
+
+    @classmethod
+    def add_task_arguments(cls, parser):
+        super().add_task_arguments(parser)
+        group = parser.add_argument_group("Chunk SSL fine-tuning")
+        group.add_argument(
+            "--encoder_lr_scale", type=float, default=1.0,
+            help="the encoder's learning rate as a multiple of optim_conf's lr (1.0: the same)",
+        )
+
+    @classmethod
+    def build_optimizers(cls, args, model):
+        scale = getattr(args, "encoder_lr_scale", 1.0)
+        if scale == 1.0:
+            return super().build_optimizers(args, model)
+        if scale < 0.0:
+            raise ValueError(f"--encoder_lr_scale must be >= 0, got {scale}")
+        if args.sharded_ddp or args.exclude_weight_decay:
+            raise ValueError("--encoder_lr_scale does not combine with --sharded_ddp or "
+                             "--exclude_weight_decay")
+        optim_class = optim_classes.get(args.optim)
+        if optim_class is None:
+            raise ValueError(f"must be one of {list(optim_classes)}: {args.optim}")
+        if "lr" not in args.optim_conf:
+            raise ValueError("--encoder_lr_scale needs optim_conf.lr")
+        encoder = list(model.encoder.parameters())
+        ids = {id(p) for p in encoder}
+        rest = [p for p in model.parameters() if id(p) not in ids]
+        groups = [{"params": encoder, "lr": args.optim_conf["lr"] * scale}, {"params": rest}]
+        return [optim_class(groups, **args.optim_conf)]
 
 
 class ChunkSTTask(_st.STTask):
@@ -100,4 +135,4 @@ class ChunkSTTask(_st.STTask):
 
 class ChunkLMTask(_lm.LMTask):
     """ESPnet's LM task, unchanged: the recipes' token-level language model (shallow fusion in
-    the offline beam search, rescoring in the streaming decoder)."""
+    the offline beam search and in the streaming CTC prefix search)."""

@@ -74,3 +74,48 @@ def test_streaming_refuses_a_normalize_it_cannot_reproduce(tmp_path):
     with pytest.raises(ValueError, match="conf.yaml: streaming cannot reproduce normalize: "
                                          "UtteranceMVN"):
         check_streamable_normalize(UtteranceMVN(), "conf.yaml")
+
+
+class _EncDec(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = torch.nn.Linear(4, 3)
+        self.decoder = torch.nn.Linear(3, 2)
+
+
+def _asr_args(*argv):
+    return espnet_plugin.ChunkASRTask.get_parser().parse_args(
+        ["--optim", "adam", "--optim_conf", "lr=0.01", *argv])
+
+
+def test_encoder_lr_scale_gives_the_encoder_its_own_rate_through_the_scheduler():
+    from espnet2.schedulers.warmup_lr import WarmupLR
+
+    model = _EncDec()
+    (plain,) = espnet_plugin.ChunkASRTask.build_optimizers(_asr_args(), model)
+    assert len(plain.param_groups) == 1 and plain.param_groups[0]["lr"] == 0.01
+    (optim,) = espnet_plugin.ChunkASRTask.build_optimizers(
+        _asr_args("--encoder_lr_scale", "0.1"), model)
+    enc, rest = optim.param_groups
+    assert {id(p) for p in enc["params"]} == {id(p) for p in model.encoder.parameters()}
+    assert {id(p) for p in rest["params"]} == {id(p) for p in model.decoder.parameters()}
+    sched = WarmupLR(optim, warmup_steps=10)
+    for _ in range(15):
+        optim.step()
+        sched.step()
+        assert enc["lr"] == pytest.approx(0.1 * rest["lr"], rel=1e-12)
+    # an Adam step moves each parameter by about its group's rate: the encoder 10x less
+    (optim,) = espnet_plugin.ChunkASRTask.build_optimizers(
+        _asr_args("--encoder_lr_scale", "0.1"), model)
+    before = [p.detach().clone() for p in (model.encoder.weight, model.decoder.weight)]
+    model.decoder(model.encoder(torch.randn(8, 4))).square().sum().backward()
+    optim.step()
+    moved = [float((p.detach() - b).abs().max()) for p, b in
+             zip((model.encoder.weight, model.decoder.weight), before)]
+    assert moved[0] == pytest.approx(0.001, rel=1e-3) and moved[1] == pytest.approx(0.01, rel=1e-3)
+
+
+def test_encoder_lr_scale_rejects_a_negative_scale():
+    with pytest.raises(ValueError, match="encoder_lr_scale must be >= 0"):
+        espnet_plugin.ChunkASRTask.build_optimizers(_asr_args("--encoder_lr_scale", "-1"),
+                                                    _EncDec())

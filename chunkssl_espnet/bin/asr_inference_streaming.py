@@ -31,9 +31,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--beam_size", type=int, default=10, help="CTC prefix beam (1: greedy)")
     p.add_argument("--ctc_weight", type=float, default=0.3, help="CTC weight in rescoring")
     p.add_argument("--lm_train_config", help="an ESPnet LM on the model's token list "
-                   "(rescoring of the final n-best)")
+                   "(fused in the prefix search and the final rescoring)")
     p.add_argument("--lm_file")
-    p.add_argument("--lm_weight", type=float, default=0.0, help="LM weight in rescoring")
+    p.add_argument("--lm_weight", type=float, default=0.0,
+                   help="LM weight in the prefix search and the final rescoring")
     add_stream_arguments(p)
     return p
 
