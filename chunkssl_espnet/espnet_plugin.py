@@ -95,8 +95,9 @@ class ChunkASRTask(_asr.ASRTask):
     """ESPnet's ASR task with Chunk SSL's classes registered, and one option of fine-tuning:
     ``--encoder_lr_scale`` (default 1.0) gives the encoder's parameters ``scale`` times the
     optimizer's learning rate, in a parameter group of their own (ESPnet's schedulers scale
-    every group's base rate alike). The common practice for a pre-trained encoder that a
-    randomly initialised decoder and CTC layer would otherwise pull away from what it learnt."""
+    every group's base rate alike). A lower rate is common practice for a large pre-trained
+    encoder that a randomly initialised decoder and CTC layer would pull away from what it
+    learnt; the mini recipe keeps 1.0 (egs2/mini_flite/asr1/TUNING.md)."""
 
     @classmethod
     def add_task_arguments(cls, parser):
