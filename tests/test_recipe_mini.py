@@ -98,6 +98,11 @@ def test_toy_recipe_end_to_end(toy_run: Tuple[Path, subprocess.CompletedProcess]
     assert splits["pool"]["utterances"] == 64 and splits["train"]["utterances"] == 48
     assert splits["test_seen"]["oov_rate"] == 0.0 and splits["test_unseen"]["voices"] == ["rms"]
     assert splits["valid_unseen"]["voices"] == ["ked"]
+    # fine-tuning, the baseline's too, on the labelled set at three sox speeds (stage 2)
+    utt2spk = (work / "data" / "train_sp" / "utt2spk").read_text().splitlines()
+    assert len(utt2spk) == 3 * 48 and sum(u.startswith("sp0.9-") for u in utt2spk) == 48
+    for model in ("asr_ssl", "asr_scratch"):
+        assert "data/train_sp/wav.scp" in (exp / model / "config.yaml").read_text(), model
     ssl_config = (exp / "ssl" / "config.yaml").read_text()
     assert "data/pool/wav.scp" in ssl_config and "stats_ssl/train/feats_stats.npz" in ssl_config
 
@@ -145,7 +150,9 @@ def test_toy_stage_rerun_is_idempotent(
     assert f"Stage {stage}:" in res.stderr
     if stage == 1:  # the corpus generator reuses every wav it already made
         assert " 0 synthesised" in res.stderr, res.stderr[-2000:]
-    elif stage != 2:  # stage 2 re-checks the data (read only)
+    elif stage == 2:  # the speed-perturbed copies are kept; the data are re-checked (read only)
+        assert "(0 files written)" in res.stderr, res.stderr[-2000:]
+    else:
         assert "already done" in res.stderr or "up to date" in res.stdout, res.stderr[-2000:]
     after = {p: p.stat().st_mtime_ns for p in watched}
     changed = [p for p in watched if p.name != "utt2num_samples" and before[p] != after[p]]

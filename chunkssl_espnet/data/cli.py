@@ -36,6 +36,13 @@ def _subset(a: argparse.Namespace) -> object:
     return datadir.subset_data_dir(a.src, a.dst, ids=ids, n=a.n)
 
 
+def _speed_perturb(a: argparse.Namespace) -> object:
+    from chunkssl_espnet.data.speed_perturb import speed_perturb_data_dir
+
+    d = speed_perturb_data_dir(a.src, a.dst, a.factors, a.audio_dir, a.nj)
+    return f"{d}: OK, {datadir.validate_data_dir(d)} utterances"
+
+
 def _utt2num_samples(a: argparse.Namespace) -> object:
     return str(datadir.write_utt2num_samples(a.data_dir))
 
@@ -129,6 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--n", type=int, help="number of evenly spaced utterances")
     g.add_argument("--ids", help="file whose first column lists the utterance ids")
+    p = add("speed-perturb", _speed_perturb, "copy a labelled data directory at several sox "
+            "speeds (Kaldi's speed perturbation: sp0.9-<utt> ...)")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--factors", type=float, nargs="+", default=[0.9, 1.0, 1.1])
+    p.add_argument("--audio-dir", required=True, help="where the perturbed wav files go")
+    p.add_argument("--nj", type=int, default=2)
     add("utt2num-samples", _utt2num_samples, "write utt2num_samples from audio headers"
         ).add_argument("data_dir")
     p = add("spm-train", _spm_train, "train a SentencePiece model")

@@ -79,24 +79,29 @@ def wav_path(audio_dir: PathLike, r: Rendition) -> Path:
     return Path(audio_dir) / r.voice / f"{r.utt_id}.wav"
 
 
+def run_sox(src: Path, dst: Path, effects: Sequence[str]) -> None:
+    """Write ``dst``: ``src`` through the sox ``effects``, as 16 kHz mono 16-bit, atomically.
+    sox runs repeatable (``-R``: a fixed seed for its dither), so the output is the same at every
+    run."""
+    sox = require_tool("sox", "sox")
+    with atomic_path(dst) as tmp:
+        cmd = [sox, "-q", "-R", str(src), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16",
+               str(tmp), *effects, "rate", str(SAMPLE_RATE)]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"{src}: sox {' '.join(effects)} failed: {res.stderr.strip()}")
+
+
 def perturb(wav: Path, speed: float, pitch: float) -> None:
-    """Apply sox ``speed`` and ``pitch`` to ``wav`` in place (a no-op for 1.0 and 0). sox runs
-    repeatable (``-R``: a fixed seed for its dither), so a corpus is the same at every
-    generation."""
+    """Apply sox ``speed`` and ``pitch`` to ``wav`` in place (a no-op for 1.0 and 0)."""
     if speed == 1.0 and pitch == 0.0:
         return
-    sox = require_tool("sox", "sox")
     effects = []
     if pitch != 0.0:
         effects += ["pitch", f"{pitch:.0f}"]
     if speed != 1.0:
         effects += ["speed", f"{speed:.3f}"]
-    with atomic_path(wav) as tmp:
-        cmd = [sox, "-q", "-R", str(wav), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16",
-               str(tmp), *effects, "rate", str(SAMPLE_RATE)]
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        if res.returncode != 0:
-            raise RuntimeError(f"{wav}: sox {' '.join(effects)} failed: {res.stderr.strip()}")
+    run_sox(wav, wav, effects)
 
 
 def _scheme_string(text: str) -> str:

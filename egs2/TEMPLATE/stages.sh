@@ -18,6 +18,8 @@
 #               train_set; SSL pre-training), train_set (fine-tuning), valid_set, test_sets
 #   all         datadir (token lists go to its token_list/), expdir, nj, ngpu, num_nodes,
 #               dist_launcher, cpu_procs
+#   data        speed_perturb_factors and audio_dir (speed_perturb: the copies go to
+#               ${audio_dir}_sp)
 #   SSL         preset or ssl_config, tokenizer_kind, tokenizer_levels, tokenizer_max_utts (empty:
 #               every utterance), seed, ssl_epochs (empty: the config's max_epoch)
 #   downstream  preset or <task>_config, <task>_epochs, pretrained_ssl (empty: the SSL model of
@@ -104,6 +106,14 @@ cpu_opts() {
 }
 
 # --- the shared stages ------------------------------------------------------------------------
+
+# Kaldi's speed perturbation of a labelled set: speed_perturb SRC DST writes DST, the utterances
+# of SRC at the sox speeds ${speed_perturb_factors} (sp0.9-<utt> ...), and their wav files.
+speed_perturb() {
+    # shellcheck disable=SC2086
+    ${python} -m chunkssl_espnet.data speed-perturb "$1" "$2" \
+        --factors ${speed_perturb_factors} --audio-dir "${audio_dir}_sp" --nj "${nj}"
+}
 
 # Feature statistics (global MVN) and shape files of train_set and valid_set -> ${expdir}/stats,
 # and of ssl_train_set -> ${expdir}/stats_ssl when SSL pre-trains here on another set.

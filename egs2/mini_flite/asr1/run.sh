@@ -32,6 +32,9 @@ perturb=pool            #   sox speed/pitch perturbation of the training voices:
 seed=0
 ssl_train_set=pool      # data set of SSL pre-training (empty: train_set)
 train_set=train         # data set of ASR fine-tuning
+speed_perturb_factors="0.9 1.0 1.1"  # stage 2 copies train_set at these sox speeds into
+                        # ${train_set}_sp (Kaldi's sp0.9-<utt> ids), which fine-tuning uses (the
+                        # labelled set's only augmentation; TUNING.md); "" fine-tunes on train_set
 valid_set=valid_seen
 test_sets="test_seen test_unseen"
 bpe_vocab=40            # SentencePiece unigram units (few: faster CTC learning on 30 min)
@@ -78,6 +81,10 @@ Re-run one stage with --stage N --stop_stage N (done stages are skipped unless o
 
 . ../../TEMPLATE/stages.sh "$@"  # options, path.sh, log() and the shared stages
 setdir=${datadir}
+src_train_set=${train_set}
+if [ -n "${speed_perturb_factors}" ]; then
+    train_set=${train_set}_sp
+fi
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     log "Stage 1: generate the corpus (${n_labelled} labelled, pool ${n_pool}, ${n_valid}" \
@@ -89,6 +96,11 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
 fi
 
 if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
+    if [ -n "${speed_perturb_factors}" ]; then
+        log "Stage 2: speed perturbation (${speed_perturb_factors}) of ${datadir}/${src_train_set}" \
+            "-> ${datadir}/${train_set}"
+        speed_perturb "${datadir}/${src_train_set}" "${datadir}/${train_set}"
+    fi
     log "Stage 2: validate the data directories, write utt2num_samples"
     # shellcheck disable=SC2046
     ${python} -m chunkssl_espnet.recipe check-data --fs 16000 "${datadir}/$(ssl_set)" \

@@ -23,6 +23,8 @@ asr_config=
 seed=0
 ssl_train_set=pool      # as run.sh
 train_set=train
+speed_perturb_factors="0.9 1.0 1.1"  # as run.sh: every fine-tuning set, the labelled
+                        # subsets too, at these sox speeds ("": none)
 valid_set=valid_seen
 test_sets="test_seen test_unseen"
 bpe_vocab=40
@@ -54,12 +56,15 @@ comparison with seed ${second_seed}, 5 offline decoding of every study model, 6 
 . ../../TEMPLATE/stages.sh "$@"
 setdir=${datadir}
 study=${expdir}/study
+src_train_set=${train_set}
+sp=${speed_perturb_factors:+_sp}  # the suffix of a speed-perturbed set
+train_set=${train_set}${sp}
 if [ "${toy}" = true ]; then  # the sweeps at toy size (conf/toy.sh sets the corpus and epochs)
     levels_sweep=1k labelled_sweep=24
 fi
 common=(--datadir "${datadir}" --expdir "${expdir}" --audio_dir "${audio_dir}" --nj "${nj}"
         --toy "${toy}" --seed "${seed}" --preset "${preset}" --use_lm "${use_lm}"
-        --lm_weight "${lm_weight}")
+        --lm_weight "${lm_weight}" --speed_perturb_factors "${speed_perturb_factors}")
 
 # The SSL config with another level preset -> ${study}/conf/ssl_<levels>.yaml
 levels_config() {
@@ -120,12 +125,15 @@ fi
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
     log "Study stage 3: labelled data, ${labelled_sweep} utterances (run.sh: all of ${train_set})"
     for n in ${labelled_sweep}; do
-        ${python} -m chunkssl_espnet.data subset --n "${n}" "${setdir}/${train_set}" \
-            "${setdir}/${train_set}_${n}"
+        ${python} -m chunkssl_espnet.data subset --n "${n}" "${setdir}/${src_train_set}" \
+            "${setdir}/${src_train_set}_${n}"
+        if [ -n "${sp}" ]; then
+            speed_perturb "${setdir}/${src_train_set}_${n}" "${setdir}/${src_train_set}_${n}${sp}"
+        fi
         ${python} -m chunkssl_espnet.recipe stats --config "${ssl_config}" \
-            --train_dir "${setdir}/${train_set}_${n}" --valid_dir "${setdir}/${valid_set}" \
-            --out_dir "${study}/stats_${n}" --nj "${nj}"
-        finetune "${study}/asr_ssl_${n}" "$(ssl_model)" "${setdir}/${train_set}_${n}" \
+            --train_dir "${setdir}/${src_train_set}_${n}${sp}" \
+            --valid_dir "${setdir}/${valid_set}" --out_dir "${study}/stats_${n}" --nj "${nj}"
+        finetune "${study}/asr_ssl_${n}" "$(ssl_model)" "${setdir}/${src_train_set}_${n}${sp}" \
             "${study}/stats_${n}" "${seed}" "${study}/asr_scratch_${n}"
     done
 fi
