@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Mini ASR recipe (CPU, about half an hour): does Chunk SSL pre-training help where labels are
 # scarce? A synthesised English corpus with a closed vocabulary (chunkssl_espnet/data/mini_asr.py):
-# 600 labelled utterances (0.36 h) and an unlabelled pool of 3000 (1.8 h: the labelled ones and
-# more renditions by perturbed training voices); Chunk SSL pre-training on the pool, fine-tuning to
-# hybrid CTC/attention ASR on the labelled set, the same model from scratch as the baseline, a
-# token LM on the corpus's text-only sentences, offline and streaming decoding (LM fused) of a
-# seen-voice and an unseen-voice test set (300 utterances each), scoring with the relative gain
-# and its bootstrap interval, plots. Stages 1-2 are this corpus's; stages 3-10 are the shared
-# ones of ../../TEMPLATE/stages.sh. All logic is in the package: each stage is one
-# `python -m chunkssl_espnet.<module>` call.
+# 600 labelled utterances (0.36 h) and an unlabelled pool of 3000 (1.8 h: the labelled ones and more
+# renditions by perturbed training voices); Chunk SSL pre-training on the pool, fine-tuning to
+# hybrid CTC/attention ASR on the labelled set and its speed-perturbed copies, the same model from
+# scratch as the baseline, a token LM on the corpus's text-only sentences, offline and streaming
+# decoding (LM fused) of a seen-voice and an unseen-voice test set (300 utterances each), scoring
+# with the relative gain and its bootstrap interval, plots. Stages 1-2 are this corpus's; stages
+# 3-10 are the shared ones of ../../TEMPLATE/stages.sh. All logic is in the package: each stage is
+# one `python -m chunkssl_espnet.<module>` call.
 set -euo pipefail
 
 stage=1                 # first stage to run
@@ -73,10 +73,10 @@ help_message="Usage: $0 [options]
 Mini ASR recipe: flite/festival corpus -> statistics -> BPE and LM -> FSQ tokenizer -> Chunk SSL
 -> ASR fine-tuning and from-scratch baseline -> offline and streaming decoding -> RESULTS.md and
 plots in \${expdir}.
-Stages: 1 data generation, 2 data check, 3 feature statistics, 4 BPE (and, with --use_lm true,
-the token LM), 5 tokenizer and 6 SSL (only with --pretrained_ssl ''), 7 ASR fine-tuning from SSL
-and from scratch (baseline), 8 offline decoding, 9 streaming decoding (and, with --deploy true,
-ONNX export and sherpa-onnx decoding), 10 scoring.
+Stages: 1 data generation, 2 speed perturbation of train_set and data check, 3 feature statistics,
+4 BPE (and, with --use_lm true, the token LM), 5 tokenizer and 6 SSL (only with --pretrained_ssl
+''), 7 ASR fine-tuning from SSL and from scratch (baseline), 8 offline decoding, 9 streaming
+decoding (and, with --deploy true, ONNX export and sherpa-onnx decoding), 10 scoring.
 Re-run one stage with --stage N --stop_stage N (done stages are skipped unless options changed)."
 
 . ../../TEMPLATE/stages.sh "$@"  # options, path.sh, log() and the shared stages
