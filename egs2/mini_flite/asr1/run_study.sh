@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The study around the mini recipe's model (about an hour on 2 cores after ./run.sh when it
-# fine-tuned for 20 epochs; with today's 14 epochs of the speed-perturbed set, 4,000 steps, not
+# fine-tuned for 20 epochs; with today's 13 epochs of the speed-perturbed set, 3,718 steps, not
 # timed): sweeps that
 # ask what the pre-training's settings and the amount of labelled data do, each fine-tuned and
 # decoded like the main model, with the results in RESULTS_study.md and plots_study/ beside this
