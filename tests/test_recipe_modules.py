@@ -14,7 +14,7 @@ from chunkssl_espnet.data.datadir import read_scp, validate_data_dir, write_data
 from chunkssl_espnet.recipe import cli
 from chunkssl_espnet.recipe.datadirs import combine_data_dirs, dump_segments, holdout
 from chunkssl_espnet.recipe.decode import merge_text, offline_dir, streaming_root
-from chunkssl_espnet.recipe.jobs import RecipeError, run_command, run_parallel
+from chunkssl_espnet.recipe.jobs import RecipeError, failure_excerpt, run_command, run_parallel
 from chunkssl_espnet.recipe.provenance import StageRecord, options_stamp, replace_dir
 from chunkssl_espnet.recipe.results import parse_labelled, score_recipe
 from chunkssl_espnet.recipe.train import check_inputs, espnet_train_args
@@ -70,6 +70,26 @@ def test_run_command_logs_and_raises_with_tail(tmp_path: Path) -> None:
         run_command(bad, tmp_path / "bad.log")
     with pytest.raises(RecipeError, match="cannot run"):
         run_command([str(tmp_path / "no-such-program")], tmp_path / "x.log")
+
+
+def test_failure_excerpt_quotes_the_cause_above_the_tail(tmp_path: Path) -> None:
+    """A torchrun-like log: a rank's traceback, then 40 lines of the launcher's summary. The
+    error quotes the cause line of this run, not the one of an earlier run in the same log."""
+    log = tmp_path / "train.log"
+    log.write_text("# 2026-01-01 00:00:00 earlier run\nValueError: an old cause\n")
+    script = ("import sys\n"
+              "print('Traceback (most recent call last):')\n"
+              "print('RuntimeError: rank 1 lost its peer')\n"
+              "print('terminate called after throwing an instance of gloo::IoException')\n"
+              "for i in range(40): print(f'summary line {i}')\n"
+              "sys.exit(1)\n")
+    with pytest.raises(RecipeError) as err:
+        run_command([sys.executable, "-c", script], log)
+    msg = str(err.value)
+    assert "RuntimeError: rank 1 lost its peer" in msg and "terminate called" in msg
+    assert "summary line 39" in msg and "summary line 5\n" not in msg
+    assert "an old cause" not in msg
+    assert failure_excerpt(tmp_path / "missing.log") == "its last lines:\n"
 
 
 def test_run_parallel_runs_all_then_reports_failure(tmp_path: Path) -> None:

@@ -225,6 +225,21 @@ def run_training(task_name: str, cmd: Optional[Sequence[str]] = None) -> None:
         task = getattr(load_plugin(), task_name)
         check_training_config(task, argv)
     task.main(cmd=argv)
+    close_process_group()
+
+
+def close_process_group() -> None:
+    """Destroy the default process group of a distributed training (a no-op otherwise).
+
+    ESPnet's trainer leaves the group open, so a rank ends while the Gloo worker threads may
+    still hold finished collectives, whose teardown during interpreter finalisation aborts the
+    process now and then (SIGABRT; the mechanism is described in pytorch/pytorch PR 179291).
+    Destroying the group while the interpreter is alive ends each rank cleanly.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def run_inference(task: str, cmd: Optional[Sequence[str]] = None) -> None:

@@ -1,13 +1,14 @@
 """Running the sub-commands of a stage: logged to a file, in parallel when asked, failing loudly.
 
 Replaces Kaldi's ``run.pl JOB=1:N log.JOB cmd`` for one machine. A failed command raises
-``RecipeError`` quoting the command, its log file and the last lines of that log, so the cause
-is on the terminal, not only in a log.
+``RecipeError`` quoting the command, its log file, the lines of that log that say why and its
+last lines, so the cause is on the terminal, not only in a log.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -39,13 +40,41 @@ def python_module(module: str, *args: object) -> Command:
     return [sys.executable, "-m", module, *[str(a) for a in args]]
 
 
+#: A line that says why a process failed: a traceback's start or its exception line, a C++
+#: ``terminate``, a fatal interpreter error, our entry points' ``error:`` line.
+_CAUSE = re.compile(r"^(Traceback \(most recent call last\)|terminate called|\s+what\(\):|"
+                    r"Fatal Python error|error: |[\w.]*(Error|Exception): )")
+
+
 def tail(path: PathLike, n: int = 25) -> str:
     """The last ``n`` lines of a text file ('' when unreadable)."""
+    return "\n".join(_read_lines(path)[-n:])
+
+
+def failure_excerpt(path: PathLike, n: int = 25, causes: int = 10) -> str:
+    """What a failed command's log says: its last ``n`` lines, led by up to ``causes`` earlier
+    lines of its last run (below its last ``# <date> <command>`` header) that say why it failed.
+
+    A ``torchrun`` log ends in the launcher's summary, which names the rank that died, not why;
+    the rank's own traceback or ``terminate called ...`` line is further up.
+    """
+    lines = _read_lines(path)
+    start = max((i for i, line in enumerate(lines) if _RUN_HEADER.match(line)), default=0)
+    above = [line for line in lines[start:-n] if _CAUSE.match(line)][:causes]
+    last = "\n".join(lines[-n:])
+    if not above:
+        return f"its last lines:\n{last}"
+    return "its lines that say why:\n" + "\n".join(above) + f"\nits last lines:\n{last}"
+
+
+_RUN_HEADER = re.compile(r"^# \d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
+
+
+def _read_lines(path: PathLike) -> List[str]:
     try:
-        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+        return Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
-        return ""
-    return "\n".join(lines[-n:])
+        return []
 
 
 def thread_env(num_threads: Optional[int]) -> Dict[str, str]:
@@ -94,7 +123,7 @@ def run_command(
     if rc != 0:
         raise RecipeError(
             f"command failed (exit {rc}): {shlex.join(argv)}\n"
-            f"log: {log}; its last lines:\n{tail(log)}"
+            f"log: {log}; {failure_excerpt(log)}"
         )
     return JobTime(seconds, cpu)
 
