@@ -44,11 +44,8 @@ def python_module(module: str, *args: object) -> Command:
 #: ``terminate``, a fatal interpreter error, our entry points' ``error:`` line.
 _CAUSE = re.compile(r"^(Traceback \(most recent call last\)|terminate called|\s+what\(\):|"
                     r"Fatal Python error|error: |[\w.]*(Error|Exception): )")
-
-
-def tail(path: PathLike, n: int = 25) -> str:
-    """The last ``n`` lines of a text file ('' when unreadable)."""
-    return "\n".join(_read_lines(path)[-n:])
+#: The ``# <date> <command>`` line ``run_command`` writes above each run in a log.
+_RUN_HEADER = re.compile(r"^# \d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
 
 
 def failure_excerpt(path: PathLike, n: int = 25, causes: int = 10) -> str:
@@ -58,23 +55,16 @@ def failure_excerpt(path: PathLike, n: int = 25, causes: int = 10) -> str:
     A ``torchrun`` log ends in the launcher's summary, which names the rank that died, not why;
     the rank's own traceback or ``terminate called ...`` line is further up.
     """
-    lines = _read_lines(path)
+    try:
+        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        lines = []
     start = max((i for i, line in enumerate(lines) if _RUN_HEADER.match(line)), default=0)
     above = [line for line in lines[start:-n] if _CAUSE.match(line)][:causes]
     last = "\n".join(lines[-n:])
     if not above:
         return f"its last lines:\n{last}"
     return "its lines that say why:\n" + "\n".join(above) + f"\nits last lines:\n{last}"
-
-
-_RUN_HEADER = re.compile(r"^# \d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
-
-
-def _read_lines(path: PathLike) -> List[str]:
-    try:
-        return Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return []
 
 
 def thread_env(num_threads: Optional[int]) -> Dict[str, str]:
