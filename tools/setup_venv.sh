@@ -9,7 +9,7 @@ venv=.venv
 stamp=${venv}/.chunkssl_stamp
 want=$(cat setup.cfg requirements/constraints.txt tools/setup_venv.sh | sha1sum | cut -d' ' -f1)
 
-apt_pkgs="flite sox festival festvox-kdlpc16k fortunes fortunes-min dict-freedict-eng-deu pocketsphinx-testdata"
+apt_pkgs="flite sox espeak-ng festival festvox-kdlpc16k fortunes fortunes-min dict-freedict-eng-deu pocketsphinx-testdata"
 missing=""
 for p in ${apt_pkgs}; do
     dpkg -s "${p}" >/dev/null 2>&1 || missing="${missing} ${p}"

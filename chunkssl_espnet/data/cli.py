@@ -100,12 +100,20 @@ def _mini(a: argparse.Namespace) -> object:
     return {k: str(v) for k, v in dirs.items()}
 
 
+def _pool_voices(names: List[str]) -> List[str]:
+    """``--pool-voices``: voice names, ``espeak`` standing for every espeak-ng voice."""
+    from chunkssl_espnet.data.voices import ESPEAK_VOICES
+
+    return [v for n in names for v in (ESPEAK_VOICES if n == "espeak" else [n])]
+
+
 def _mini_asr(a: argparse.Namespace) -> object:
     from chunkssl_espnet.data.mini_asr import generate_mini_asr
 
     dirs = generate_mini_asr(a.audio_dir, a.data_dir, a.n_labelled, a.n_pool, a.n_valid,
                              a.n_test, a.vocab_size, a.train_voices, a.valid_unseen_voice,
-                             a.test_unseen_voice, a.seed, a.nj, a.perturb)
+                             a.test_unseen_voice, a.seed, a.nj, a.perturb,
+                             _pool_voices(a.pool_voices), a.pool_voice_share)
     return {k: str(v) for k, v in dirs.items()}
 
 
@@ -203,6 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-unseen-voice", default="rms")
     p.add_argument("--perturb", default="all", choices=["all", "pool", "none"],
                    help="which training-voice renditions get a sox speed and pitch perturbation")
+    p.add_argument("--pool-voices", nargs="*", default=[],
+                   help="speakers heard only in the unlabelled pool ('espeak': all espeak-ng "
+                        "voices of chunkssl_espnet.data.voices.ESPEAK_VOICES)")
+    p.add_argument("--pool-voice-share", type=float, default=0.5,
+                   help="share of the pool's extra renditions spoken by a pool-only voice")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nj", type=int, default=2)
     return parser

@@ -22,8 +22,9 @@ speakers differ by the speaker, not by a synthesiser the models never heard.
 Data directories under ``data_dir``:
 
 * ``train``: labelled fine-tuning set; ``pool``: unlabelled pre-training pool, ``train`` plus
-  more renditions of the labelled and pool-only sentences by other (virtual) speakers (a
-  ``text`` file is written for inspection; SSL never reads it);
+  more renditions of the labelled and pool-only sentences by other (virtual) speakers, and
+  optionally by speakers heard nowhere else (``pool_voices``, e.g. espeak-ng's) (a ``text`` file
+  is written for inspection; SSL never reads it);
 * ``valid_seen`` / ``test_seen``: new sentences, training voices (perturbed as in training);
 * ``valid_unseen`` / ``test_unseen``: the same sentences, each by its held-out voice (prosody
   varied, no sox perturbation).
@@ -149,6 +150,8 @@ def plan_corpus(
     test_unseen_voice: str = "rms",
     seed: int = 0,
     perturb: str = "all",
+    pool_voices: Sequence[str] = (),
+    pool_voice_share: float = 0.5,
 ) -> Dict[str, List[Tuple[Rendition, str]]]:
     """Who says what in each split: ``{split: [(rendition, transcript)]}``, deterministic.
 
@@ -159,6 +162,10 @@ def plan_corpus(
     ``perturb``: which renditions of the training voices get a sox perturbation: ``all``,
     ``pool`` (only the pool's extra renditions: the labelled set and the seen evaluation sets
     keep the voices' own timbre, the unlabelled pool holds the variety) or ``none``.
+
+    ``pool_voices``: speakers heard only in the unlabelled pool: a ``pool_voice_share`` of the
+    pool's extra renditions is spoken by one of them instead (drawn from a generator of its own,
+    so every other utterance of every split is the same as without them).
     """
     if perturb not in ("all", "pool", "none"):
         raise ValueError(f"perturb must be all, pool or none, got {perturb!r}")
@@ -166,9 +173,15 @@ def plan_corpus(
     if held & set(train_voices) or valid_unseen_voice == test_unseen_voice:
         raise ValueError(f"the held-out voices {sorted(held)} must differ from each other and "
                          f"from the training voices {list(train_voices)}")
+    if set(pool_voices) & (held | set(train_voices)):
+        raise ValueError(f"the pool-only voices {sorted(pool_voices)} must differ from the "
+                         f"training voices {list(train_voices)} and held-out ones {sorted(held)}")
+    if not 0.0 <= pool_voice_share <= 1.0:
+        raise ValueError(f"pool_voice_share must be in [0, 1], got {pool_voice_share}")
     if n_pool < len(s.labelled):
         raise ValueError(f"the pool ({n_pool}) must hold the {len(s.labelled)} labelled ones")
     rng = random.Random(seed)
+    pool_rng = random.Random(f"{seed}-pool-voices")
     plan: Dict[str, List[Tuple[Rendition, str]]] = {k: [] for k in SPLITS}
 
     def seen(tag: str, texts: Sequence[str]) -> List[Tuple[Rendition, str]]:
@@ -176,6 +189,8 @@ def plan_corpus(
         out = []
         for i, text in enumerate(texts):
             voice = rng.choice(list(train_voices))
+            if tag == "p" and pool_voices and pool_rng.random() < pool_voice_share:
+                voice = pool_rng.choice(list(pool_voices))
             out.append((_rendition(rng, f"{voice}-{tag}{i:05d}", voice, text, perturbed),
                         text))
         return out
@@ -216,6 +231,8 @@ def generate_mini_asr(
     seed: int = 0,
     n_jobs: int = 2,
     perturb: str = "all",
+    pool_voices: Sequence[str] = (),
+    pool_voice_share: float = 0.5,
     fortune_dir: PathLike = FORTUNE_DIR,
     dict_path: PathLike = FREEDICT_DICT,
 ) -> Dict[str, Path]:
@@ -225,7 +242,7 @@ def generate_mini_asr(
     texts = [librispeech_style(x) for x in fortunes + freedict]
     s = closed_vocabulary_sentences(texts, vocab_size, n_labelled, n_valid, n_test, seed)
     plan = plan_corpus(s, n_pool, train_voices, valid_unseen_voice, test_unseen_voice, seed,
-                       perturb)
+                       perturb, pool_voices, pool_voice_share)
     renditions = list({r.utt_id: r for items in plan.values() for r, _ in items}.values())
     n_new = render_all(renditions, audio_dir, n_jobs)
     logger.info("mini_asr: %d utterances planned, %d synthesised", len(renditions), n_new)
@@ -235,6 +252,8 @@ def generate_mini_asr(
                                "train_voices": list(train_voices),
                                "valid_unseen_voice": valid_unseen_voice,
                                "test_unseen_voice": test_unseen_voice, "perturb": perturb,
+                               "pool_voices": list(pool_voices),
+                               "pool_voice_share": pool_voice_share if pool_voices else 0.0,
                                "splits": {}}
     for split, items in plan.items():
         d = write_data_dir(

@@ -1,8 +1,9 @@
 """Speakers of the generated corpora: flite and festival voices, varied by prosody and sox.
 
 A :class:`Rendition` says who speaks a sentence and how: a voice (flite ``slt``, ``rms``, ``awb``,
-``kal16``; festival ``ked``, Debian's ``festvox-kdlpc16k``), its prosody (duration stretch and,
-for flite, the mean f0 target) and a sox perturbation: ``speed`` (tempo, pitch and formants
+``kal16``; festival ``ked``, Debian's ``festvox-kdlpc16k``; espeak-ng's accents and variants,
+``ESPEAK_VOICES``), its prosody (duration stretch and, for flite and espeak-ng, the mean f0
+target) and a sox perturbation: ``speed`` (tempo, pitch and formants
 together, as Kaldi's 0.9/1.0/1.1 speed perturbation) and ``pitch`` (cents; sox shifts the whole
 spectrum, so formants move with f0, like another vocal-tract length). Together they make many
 virtual speakers out of a few voices.
@@ -27,6 +28,7 @@ from tqdm import tqdm
 
 from chunkssl_espnet.data.datadir import atomic_path, atomic_write_text, read_scp
 from chunkssl_espnet.data.mini_flite import (
+    F0_MEAN,
     SAMPLE_RATE,
     available_voices,
     ensure_format,
@@ -40,6 +42,16 @@ PathLike = Union[str, os.PathLike]
 FESTIVAL_VOICES: Dict[str, Tuple[str, str]] = {"ked": ("voice_ked_diphone", "festvox-kdlpc16k")}
 #: Utterances per festival process.
 FESTIVAL_BATCH = 64
+#: espeak-ng English accents (formant synthesis: speakers of another synthesiser than flite's).
+ESPEAK_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc",
+                  "en-gb-x-gbclan", "en-gb-x-gbcwmd")
+#: espeak-ng voice variants (male and female timbres) combined with each accent.
+ESPEAK_VARIANTS = ("m1", "m3", "m5", "f1", "f3", "f5")
+#: espeak-ng speakers: our name (no ``-``: it is the speaker id prefix) -> ``accent+variant``.
+ESPEAK_VOICES: Dict[str, str] = {f"esp{a.replace('-', '')}{v}": f"{a}+{v}"
+                                 for a in ESPEAK_ACCENTS for v in ESPEAK_VARIANTS}
+#: espeak-ng's speaking rate (words per minute) at duration stretch 1.
+ESPEAK_WPM = 165
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,10 +60,11 @@ class Rendition:
 
     Attributes:
         utt_id: ``<voice>-<tag><n>``; the voice is the speaker id prefix.
-        voice: a flite voice or a key of ``FESTIVAL_VOICES``.
+        voice: a flite voice, a key of ``FESTIVAL_VOICES`` or of ``ESPEAK_VOICES``.
         spoken: the text given to the synthesiser.
         stretch: duration stretch (> 1 slower).
-        f0: mean f0 target in Hz (flite only; 0 keeps the voice's own).
+        f0: mean f0 target in Hz (flite; espeak-ng maps it onto its pitch scale; 0 keeps the
+            voice's own).
         speed: sox speed factor (1.0: none).
         pitch: sox pitch shift in cents (0: none).
     """
@@ -66,7 +79,9 @@ class Rendition:
 
     @property
     def engine(self) -> str:
-        return "festival" if self.voice in FESTIVAL_VOICES else "flite"
+        if self.voice in FESTIVAL_VOICES:
+            return "festival"
+        return "espeak" if self.voice in ESPEAK_VOICES else "flite"
 
     def params(self) -> str:
         """The synthesis parameters as one manifest value (everything but the id)."""
@@ -157,9 +172,36 @@ def _flite_one(job: Tuple[Rendition, str]) -> List[Tuple[str, str]]:
         return [(r.utt_id, str(e))]
 
 
+def espeak_pitch(f0: float) -> int:
+    """espeak-ng's pitch (0-99, default 50) for a mean f0 target: ``F0_MEAN`` maps onto 20-80."""
+    if not f0:
+        return 50
+    lo, hi = F0_MEAN
+    return round(20 + 60 * min(max((f0 - lo) / (hi - lo), 0.0), 1.0))
+
+
+def _espeak_one(job: Tuple[Rendition, str]) -> List[Tuple[str, str]]:
+    r, wav = job
+    try:
+        espeak = require_tool("espeak-ng", "espeak-ng")
+        with atomic_path(wav) as tmp:
+            cmd = [espeak, "-v", ESPEAK_VOICES[r.voice], "-s", str(round(ESPEAK_WPM / r.stretch)),
+                   "-p", str(espeak_pitch(r.f0)), "-w", str(tmp), r.spoken]
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            if res.returncode != 0:
+                raise RuntimeError(f"espeak-ng failed: {res.stderr.strip()[-300:]}")
+            ensure_format(tmp)
+            perturb(tmp, r.speed, r.pitch)
+        return [(r.utt_id, "")]
+    except Exception as e:  # reported with the utterance id by the caller
+        return [(r.utt_id, str(e))]
+
+
 def _run(task: Tuple[str, list]) -> List[Tuple[str, str]]:
     kind, payload = task
-    return _festival_batch(payload) if kind == "festival" else _flite_one(payload)
+    if kind == "festival":
+        return _festival_batch(payload)
+    return _espeak_one(payload) if kind == "espeak" else _flite_one(payload)
 
 
 def render_all(renditions: Sequence[Rendition], audio_dir: PathLike, n_jobs: int = 1) -> int:
@@ -192,7 +234,7 @@ def render_all(renditions: Sequence[Rendition], audio_dir: PathLike, n_jobs: int
         if r.engine == "festival":
             by_voice.setdefault(r.voice, []).append(job)
         else:
-            tasks.append(("flite", job))  # type: ignore[arg-type]
+            tasks.append((r.engine, job))  # type: ignore[arg-type]
     for jobs in by_voice.values():
         tasks += [("festival", jobs[i : i + FESTIVAL_BATCH])
                   for i in range(0, len(jobs), FESTIVAL_BATCH)]

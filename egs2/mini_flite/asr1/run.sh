@@ -29,6 +29,8 @@ n_valid=100             #   valid_seen and valid_unseen, each
 n_test=300              #   test_seen and test_unseen, each
 vocab_size=1000         #   sentences use only the most frequent words of the text collection
 perturb=pool            #   sox speed/pitch perturbation of the training voices: all, pool, none
+pool_voices=            #   speakers heard only in the pool ("espeak": espeak-ng's 48; empty: none)
+pool_voice_share=0.5    #   share of the pool's extra renditions they speak
 seed=0
 ssl_train_set=pool      # data set of SSL pre-training (empty: train_set)
 train_set=train         # data set of ASR fine-tuning
@@ -92,6 +94,7 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     ${python} -m chunkssl_espnet.data mini-asr "${audio_dir}" "${datadir}" \
         --n-labelled "${n_labelled}" --n-pool "${n_pool}" --n-valid "${n_valid}" \
         --n-test "${n_test}" --vocab-size "${vocab_size}" --perturb "${perturb}" \
+        --pool-voices ${pool_voices} --pool-voice-share "${pool_voice_share}" \
         --seed "${seed}" --nj "${nj}"
 fi
 
