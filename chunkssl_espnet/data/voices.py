@@ -1,4 +1,4 @@
-"""Speakers of the generated corpora: flite and festival voices, varied by prosody and sox.
+"""Speakers of the generated corpora: flite, festival and espeak-ng voices, varied by prosody, sox.
 
 A :class:`Rendition` says who speaks a sentence and how: a voice (flite ``slt``, ``rms``, ``awb``,
 ``kal16``; festival ``ked``, Debian's ``festvox-kdlpc16k``; espeak-ng's accents and variants,
