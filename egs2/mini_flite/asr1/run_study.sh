@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The study around the mini recipe's model (about an hour on 2 cores after ./run.sh when it
-# fine-tuned for 20 epochs; with today's 13 epochs of the speed-perturbed set, 3,718 steps, not
-# timed): sweeps that
-# ask what the pre-training's settings and the amount of labelled data do, each fine-tuned and
-# decoded like the main model, with the results in RESULTS_study.md and plots_study/ beside this
-# script. Stage 1 is the main recipe itself (./run.sh up to fine-tuning: its corpus, statistics,
-# BPE, 2M-level tokenizer, SSL model and both fine-tuned models are the sweeps' reference points;
-# stages already done are skipped). Every stage is resumable: an interrupted study continues where
-# it stopped, and a stage done with the same options is skipped.
+# The study around the mini recipe's model (82 minutes on 2 cores after ./run.sh with
+# --levels_sweep "1k 244M", 2026-12-03; the default's 64k row adds a pre-training, a
+# fine-tuning and two decodings, about 20 minutes more by that run's stage times, not measured):
+# sweeps that ask what the pre-training's settings and the amount of labelled data do, each
+# fine-tuned and decoded like the main model, with the results in RESULTS_study.md and
+# plots_study/ beside this script. Stage 1 is the main recipe itself (./run.sh up to
+# fine-tuning: its corpus, statistics, BPE, 2M-level tokenizer, SSL model and both fine-tuned
+# models are the sweeps' reference points; stages already done are skipped). Every stage is
+# resumable: an interrupted study continues where it stopped, and a stage done with the same
+# options is skipped.
 set -euo pipefail
 
 stage=1                 # first stage to run
