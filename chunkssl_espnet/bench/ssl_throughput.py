@@ -35,17 +35,25 @@ the rate of a ``--matmul-size`` square fp32 matmul measured in the same run (bef
 steps), both by wall clock and by CPU time. ``--bf16`` runs our encoder under bf16 autocast
 (``model_conf.autocast_dtype``) and ESPnet's step under ``torch.autocast`` in bf16 (what
 ``--use_amp`` does on a CUDA GPU with bf16), and measures the matmul rate in bf16. Peak memory per
-utterance (``bench/memory.py``) is measured on an untimed step of the first utterance.
+utterance (``bench/memory.py``) is measured on an untimed step of the first utterance; minor
+page faults per step (``getrusage``, median of the timed steps) count the host pages the kernel
+had to map in and zero during the step.
+
+Freed host memory is kept in the process as our training entry points keep it
+(``chunkssl_espnet.host_memory``); ``CHUNKSSL_HOST_MALLOC=default`` in the environment runs the
+whole benchmark with glibc's defaults instead. The setting is process-wide and the heap
+remembers it, so the two can only be compared in two processes.
 
     python -m chunkssl_espnet.bench.ssl_throughput --out exp/bench/ssl_throughput.json
 """
 
 import argparse
 import logging
+import resource
 import statistics
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import yaml
@@ -79,6 +87,7 @@ from chunkssl_espnet.features import (
     load_wav,
     save_mvn_stats,
 )
+from chunkssl_espnet.host_memory import keep_freed_host_memory
 
 GOAL_COST_RATIO = 2.2  # chunk step / offline step, wall and CPU time
 GOAL_TIME_OVER_FLOPS = 1.15  # that time ratio / the counted-FLOP ratio
@@ -260,19 +269,26 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _interleaved(steps: Dict[str, Callable[[], float]], device: torch.device, repeats: int,
-                 warmup: int) -> Tuple[Dict[str, Timing], Dict[str, float]]:  # fmt: skip
-    """Step timings (A B C A B C ..., :func:`time_interleaved`) and each step's last loss."""
+Steps = Dict[str, Callable[[], float]]
+
+
+def _interleaved(steps: Steps, device: torch.device, repeats: int,
+                 warmup: int) -> Tuple[Dict[str, Timing], Dict[str, float], Dict[str, float]]:
+    """Step timings (A B C A B C ..., :func:`time_interleaved`), each step's last loss, and the
+    median minor page faults of its timed calls (the kernel mapping in fresh host pages)."""
     losses: Dict[str, float] = {}
+    faults: Dict[str, List[int]] = {k: [] for k in steps}
 
     def recorded(name: str) -> Callable[[], None]:
         def call() -> None:
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             losses[name] = steps[name]()
+            faults[name].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
         return call
 
     timings = time_interleaved({k: recorded(k) for k in steps}, device, repeats, warmup)
-    return timings, losses
+    return timings, losses, {k: statistics.median(v[-repeats:]) for k, v in faults.items()}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
@@ -287,6 +303,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     mm_dtype = torch.bfloat16 if args.bf16 else torch.float32
     logging.getLogger().setLevel(logging.WARNING)
     machine = machine_info(device)
+    machine["host_memory_kept"] = keep_freed_host_memory()
     speech = make_audio(args.librivox_dir, args.batch_size, args.seconds)
     audio_s = args.batch_size * args.seconds
     steps: Dict[str, Callable[[], float]] = {}
@@ -336,14 +353,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             params[f"{name}_frames"] = int(text_lens[0])
     torch.set_num_threads(args.threads)  # model building may have changed it
     mm_before = matmul_rate(args.matmul_size, device, args.repeats, mm_dtype)
-    timings, losses = _interleaved(steps, device, args.repeats, args.warmup)
+    timings, losses, faults = _interleaved(steps, device, args.repeats, args.warmup)
     mm_after = matmul_rate(args.matmul_size, device, args.repeats, mm_dtype)
     mm_gflops = statistics.median([mm_before["gflops"], mm_after["gflops"]])
     mm_cpu_gflops = statistics.median([mm_before["cpu_gflops"], mm_after["cpu_gflops"]])
     rows = []
     for name, t in timings.items():
         row = {"name": name, "step": t.to_dict(), "audio_s_per_s": audio_s / t.median,
-               "last_loss": losses[name]}  # fmt: skip
+               "last_loss": losses[name], "minor_page_faults": faults[name]}  # fmt: skip
         if not args.no_memory:
             row["memory_per_utterance"] = measure_step_memory(one[name], device)
         if not args.no_flops:  # utterances are equally long: FLOPs scale with the batch
@@ -395,7 +412,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     headers = ["step", "median s/step, wall (CPU time)", "audio s per s (wall)",
                "cost / ours chunk, wall (CPU time)", "counted GFLOP/step",
                "GFLOP/s, wall (CPU time)", "of matmul rate, wall (CPU time)",
-               "peak memory / utterance"]
+               "peak memory / utterance", "page faults / step"]
     body = []
     for r in rows:
         f = r.get("flops")
@@ -409,13 +426,15 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             "-" if f is None else f"{f['utilisation']:.1%} ({f['utilisation_cpu_time']:.1%})",
             fmt_bytes(r["memory_per_utterance"]["peak_bytes"]) if "memory_per_utterance" in r
             else "-",
+            f"{r['minor_page_faults'] / 1e3:.0f}k",
         ])  # fmt: skip
     table = markdown_table(headers, body)
     print(f"\nSSL training step (forward+backward+Adam), batch {args.batch_size} x "
           f"{args.seconds:g} s = {audio_s:g} s of audio, {args.size} encoders"
           f"{', bf16 autocast' if args.bf16 else ''} "
           f"({params['ours'] / 1e6:.2f}M ours), median of {args.repeats} interleaved steps")
-    print(f"Machine: {format_machine(machine)}")
+    print(f"Machine: {format_machine(machine)}; freed host memory "
+          f"{'kept' if machine['host_memory_kept'] else 'returned (glibc defaults)'}")
     print(table)
     for k, v in ratios.items():
         counted = f", {flop_ratios[k]:.2f}x counted FLOPs" if flop_ratios else ""
