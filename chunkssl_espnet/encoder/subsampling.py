@@ -86,7 +86,7 @@ class Conv2dSubsampling4(torch.nn.Module):
 
         The convolution pads time by one frame on both sides itself, which gives the same
         outputs as a left pad (output t sees inputs 2t-1 .. 2t+1) without copying the image
-        into a padded one (measured: that copy, its zero fill and its backward took 8% of a
+        into a padded one (measured: that copy, its zero fill and its backward took 2 to 6% of a
         chunk SSL step on CPU); the extra last output an odd T gives sees the right pad and is
         dropped.
         """
