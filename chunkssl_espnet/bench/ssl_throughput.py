@@ -39,11 +39,6 @@ utterance (``bench/memory.py``) is measured on an untimed step of the first utte
 page faults per step (``getrusage``, median of the timed steps) count the host pages the kernel
 had to map in and zero during the step.
 
-Freed host memory is kept in the process as our training entry points keep it
-(``chunkssl_espnet.host_memory``); ``CHUNKSSL_HOST_MALLOC=default`` in the environment runs the
-whole benchmark with glibc's defaults instead. The setting is process-wide and the heap
-remembers it, so the two can only be compared in two processes.
-
     python -m chunkssl_espnet.bench.ssl_throughput --out exp/bench/ssl_throughput.json
 """
 
@@ -87,7 +82,6 @@ from chunkssl_espnet.features import (
     load_wav,
     save_mvn_stats,
 )
-from chunkssl_espnet.host_memory import keep_freed_host_memory
 
 GOAL_COST_RATIO = 2.2  # chunk step / offline step, wall and CPU time
 GOAL_TIME_OVER_FLOPS = 1.15  # that time ratio / the counted-FLOP ratio
@@ -303,11 +297,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     mm_dtype = torch.bfloat16 if args.bf16 else torch.float32
     logging.getLogger().setLevel(logging.WARNING)
     machine = machine_info(device)
-    machine["host_memory_kept"] = keep_freed_host_memory()
     speech = make_audio(args.librivox_dir, args.batch_size, args.seconds)
     audio_s = args.batch_size * args.seconds
-    steps: Dict[str, Callable[[], float]] = {}
-    one: Dict[str, Callable[[], float]] = {}  # the same step on the first utterance only
+    steps: Steps = {}
+    one: Steps = {}  # the same step on the first utterance only
     params: Dict[str, int] = {}
 
     def first(b: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -433,8 +426,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
           f"{args.seconds:g} s = {audio_s:g} s of audio, {args.size} encoders"
           f"{', bf16 autocast' if args.bf16 else ''} "
           f"({params['ours'] / 1e6:.2f}M ours), median of {args.repeats} interleaved steps")
-    print(f"Machine: {format_machine(machine)}; freed host memory "
-          f"{'kept' if machine['host_memory_kept'] else 'returned (glibc defaults)'}")
+    print(f"Machine: {format_machine(machine)}")
     print(table)
     for k, v in ratios.items():
         counted = f", {flop_ratios[k]:.2f}x counted FLOPs" if flop_ratios else ""

@@ -218,14 +218,12 @@ def run_training(task_name: str, cmd: Optional[Sequence[str]] = None) -> None:
     """Check a training command line (``sys.argv[1:]`` when None), then run the plug-in's task
     ``task_name`` (``ChunkSSLTask``, ...) on it; an input error exits with one line."""
     from chunkssl_espnet.bin import load_plugin
-    from chunkssl_espnet.host_memory import keep_freed_host_memory
 
     argv = list(sys.argv[1:] if cmd is None else cmd)
     with exit_on_input_error():
         check_data_inputs(argv)
         task = getattr(load_plugin(), task_name)
         check_training_config(task, argv)
-    keep_freed_host_memory()  # CPU steps reuse their activations' pages (host_memory.py)
     task.main(cmd=argv)
     close_process_group()
 
